@@ -1,0 +1,212 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+)
+
+// Schedule is CAE's learning rate: per-step linear warmup from 0 to Base over Warmup steps, then a cosine
+// from Base to Min at step Total.
+type Schedule struct {
+	Base, Min     float64
+	Warmup, Total int
+}
+
+// At is the learning rate of step (0-based).
+func (s Schedule) At(step int) float64 {
+	if step < s.Warmup {
+		return s.Base * float64(step) / float64(s.Warmup)
+	}
+	span := s.Total - s.Warmup
+	if span <= 0 {
+		return s.Base
+	}
+	t := math.Min(1, float64(step-s.Warmup)/float64(span))
+	return s.Min + 0.5*(s.Base-s.Min)*(1+math.Cos(math.Pi*t))
+}
+
+// AdamW is PyTorch's AdamW (decoupled weight decay) with global-norm gradient clipping. Weight decay skips
+// parameters marked NoDecay (1-D parameters and biases).
+type AdamW struct {
+	Beta1, Beta2, Eps float64
+	WeightDecay       float64
+	Clip              float64 // global-norm clip; <= 0 disables it
+}
+
+// DefaultAdamW is CAE's optimiser: betas (0.9, 0.999), eps 1e-8, weight decay 0.05, clip 3.
+func DefaultAdamW() AdamW {
+	return AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.05, Clip: 3}
+}
+
+// LossFn builds a training loss and the metrics to report beside it (named in the order given).
+type LossFn func(s Scope, data []*Node) (loss *Node, metrics []*Node)
+
+// Trainer owns a model's parameters and optimiser state and runs compiled training steps. The whole step
+// (forward, backward, clipping, AdamW) is one graph, so parameters and moments stay with the engine.
+type Trainer struct {
+	Set     *ParamSet
+	Opt     AdamW
+	Params  []*tensors.Tensor
+	M, V    []*tensors.Tensor
+	Step    int // number of steps taken
+	Seed    uint64
+	backend compute.Backend
+	dtype   dtypes.DType
+	loss    LossFn
+	progs   map[string]*Program
+	nMet    int
+}
+
+// NewTrainer declares the model (a dry build on dataShapes) and initialises its parameters from seed.
+func NewTrainer(backend compute.Backend, dtype dtypes.DType, loss LossFn, dataShapes []shapes.Shape, opt AdamW, seed uint64) (*Trainer, error) {
+	var nMet int
+	ps, err := Declare(backend, dtype, true, dataShapes, func(s Scope, data []*Node) []*Node {
+		l, m := loss(s, data)
+		nMet = len(m)
+		return append([]*Node{l}, m...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{Set: ps, Opt: opt, Seed: seed, backend: backend, dtype: dtype, loss: loss, progs: map[string]*Program{}, nMet: nMet}
+	t.Params = ps.InitParams(dtype, seed)
+	t.M = make([]*tensors.Tensor, len(ps.Params))
+	t.V = make([]*tensors.Tensor, len(ps.Params))
+	for i, p := range ps.Params {
+		t.M[i] = TensorOf(dtype, make([]float32, p.Size()), p.Dims...)
+		t.V[i] = TensorOf(dtype, make([]float32, p.Size()), p.Dims...)
+	}
+	return t, nil
+}
+
+func shapesKey(data []*tensors.Tensor) string {
+	k := ""
+	for _, d := range data {
+		k += d.Shape().String() + ";"
+	}
+	return k
+}
+
+func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
+	key := shapesKey(data)
+	if p, ok := t.progs[key]; ok {
+		return p, nil
+	}
+	np := len(t.Set.Params)
+	var dataShapes []shapes.Shape
+	for _, p := range t.Set.Params { // m
+		dataShapes = append(dataShapes, shapes.Make(t.dtype, p.Dims...))
+	}
+	for _, p := range t.Set.Params { // v
+		dataShapes = append(dataShapes, shapes.Make(t.dtype, p.Dims...))
+	}
+	for i := 0; i < 3; i++ { // lr, 1-beta1^t, 1-beta2^t
+		dataShapes = append(dataShapes, shapes.Make(t.dtype))
+	}
+	for _, d := range data {
+		dataShapes = append(dataShapes, d.Shape())
+	}
+	opt := t.Opt
+	noDecay := make([]bool, np)
+	for i, p := range t.Set.Params {
+		noDecay[i] = p.NoDecay
+	}
+	prog, err := Compile(t.backend, t.Set, t.dtype, true, dataShapes, func(s Scope, in []*Node) []*Node {
+		ms, vs := in[:np], in[np:2*np]
+		lr, bc1, bc2 := in[2*np], in[2*np+1], in[2*np+2]
+		loss, metrics := t.loss(s, in[2*np+3:])
+		params := s.b.nodes
+		grads := Gradient(loss, params...)
+		sq := make([]*Node, np)
+		for i, g := range grads {
+			sq[i] = ReduceAllSum(Square(g))
+		}
+		total := sq[0]
+		for _, x := range sq[1:] {
+			total = Add(total, x)
+		}
+		norm := Sqrt(total)
+		scale := s.Scalar(1)
+		if opt.Clip > 0 {
+			scale = Min(scale, Div(s.Scalar(opt.Clip), AddScalar(norm, 1e-6)))
+		}
+		outP := make([]*Node, np)
+		outM := make([]*Node, np)
+		outV := make([]*Node, np)
+		for i, p := range params {
+			g := Mul(grads[i], scale)
+			m := Add(MulScalar(ms[i], opt.Beta1), MulScalar(g, 1-opt.Beta1))
+			v := Add(MulScalar(vs[i], opt.Beta2), MulScalar(Square(g), 1-opt.Beta2))
+			if opt.WeightDecay > 0 && !noDecay[i] {
+				p = Sub(p, Mul(p, MulScalar(lr, opt.WeightDecay)))
+			}
+			upd := Div(Div(m, bc1), AddScalar(Sqrt(Div(v, bc2)), opt.Eps))
+			outP[i] = Sub(p, Mul(lr, upd))
+			outM[i], outV[i] = m, v
+		}
+		out := append(append(append(outP, outM...), outV...), loss, norm)
+		return append(out, metrics...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.progs[key] = prog
+	return prog, nil
+}
+
+// TrainStep runs one step at learning rate lr and returns the loss, the gradient norm before clipping and
+// the metrics of the loss function.
+func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm float64, metrics []float64, err error) {
+	prog, err := t.program(data)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	np := len(t.Set.Params)
+	step := t.Step + 1
+	scal := func(v float64) *tensors.Tensor {
+		if t.dtype == dtypes.Float64 {
+			return tensors.FromScalar(v)
+		}
+		return tensors.FromScalar(float32(v))
+	}
+	in := make([]*tensors.Tensor, 0, 2*np+3+len(data))
+	in = append(in, t.M...)
+	in = append(in, t.V...)
+	in = append(in, scal(lr), scal(1-math.Pow(t.Opt.Beta1, float64(step))), scal(1-math.Pow(t.Opt.Beta2, float64(step))))
+	in = append(in, data...)
+	outs, err := prog.Run(t.Params, t.Set.DrawRands(t.dtype, t.Seed, uint64(step)), in...)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	loss = Float64s(outs[3*np])[0]
+	gradNorm = Float64s(outs[3*np+1])[0]
+	for _, m := range outs[3*np+2:] {
+		metrics = append(metrics, Float64s(m)[0])
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, gradNorm, metrics, fmt.Errorf("step %d: loss is %v", step, loss)
+	}
+	for _, ts := range [][]*tensors.Tensor{t.Params, t.M, t.V} {
+		for _, x := range ts {
+			x.FinalizeAll()
+		}
+	}
+	t.Params = outs[:np]
+	t.M = outs[np : 2*np]
+	t.V = outs[2*np : 3*np]
+	t.Step = step
+	return loss, gradNorm, metrics, nil
+}
+
+// Finalize frees the compiled programs.
+func (t *Trainer) Finalize() {
+	for _, p := range t.progs {
+		p.Finalize()
+	}
+}

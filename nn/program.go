@@ -1,0 +1,192 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+)
+
+// BuildFn builds a model's graph from its scope and data inputs and returns the outputs.
+type BuildFn func(s Scope, data []*Node) []*Node
+
+// catch turns a GoMLX panic (the engine reports graph errors by panicking) into an error.
+func catch(what string, err *error) {
+	if r := recover(); r != nil {
+		if e, ok := r.(error); ok {
+			*err = fmt.Errorf("%s: %w", what, e)
+		} else {
+			*err = fmt.Errorf("%s: %v", what, r)
+		}
+	}
+}
+
+// Declare runs the model's dry build and returns its parameters and random inputs in declaration order.
+func Declare(backend compute.Backend, dtype dtypes.DType, training bool, dataShapes []shapes.Shape, fn BuildFn) (ps *ParamSet, err error) {
+	defer catch("declaring parameters", &err)
+	b := &Builder{G: NewGraph(backend, "declare"), DType: dtype, Training: training, declaring: true,
+		index: map[string]int{}, randIndex: map[string]int{}}
+	defer b.G.Finalize()
+	data := make([]*Node, len(dataShapes))
+	for i, sh := range dataShapes {
+		data[i] = Parameter(b.G, fmt.Sprintf("data%d", i), sh)
+	}
+	fn(b.Root(), data)
+	return &ParamSet{Params: b.params, Rands: b.rands, index: b.index}, nil
+}
+
+// Program is one compiled graph of a model for fixed data shapes. Its inputs are the parameters, then the
+// per-step random inputs, then the data.
+type Program struct {
+	Set      *ParamSet
+	g        *Graph
+	backend  compute.Backend
+	dtype    dtypes.DType
+	nOut     int
+	captured []string
+}
+
+// Compile builds and compiles fn for the given data shapes. capture names intermediate nodes (recorded with
+// Scope.Capture) to append to the outputs.
+func Compile(backend compute.Backend, ps *ParamSet, dtype dtypes.DType, training bool, dataShapes []shapes.Shape, fn BuildFn, capture ...string) (p *Program, err error) {
+	defer catch("building graph", &err)
+	b := &Builder{G: NewGraph(backend, "mimlab"), DType: dtype, Training: training, index: ps.index,
+		randIndex: map[string]int{}}
+	for _, spec := range ps.Params {
+		b.nodes = append(b.nodes, Parameter(b.G, spec.Name, shapes.Make(dtype, spec.Dims...)))
+	}
+	for i, r := range ps.Rands {
+		b.randIndex[r.Name] = i
+		b.randNodes = append(b.randNodes, Parameter(b.G, "rand:"+r.Name, shapes.Make(dtype, r.Dims...)))
+	}
+	if len(capture) > 0 {
+		b.EnableCapture()
+	}
+	data := make([]*Node, len(dataShapes))
+	for i, sh := range dataShapes {
+		data[i] = Parameter(b.G, fmt.Sprintf("data%d", i), sh)
+	}
+	outs := fn(b.Root(), data)
+	nOut := len(outs)
+	for _, name := range capture {
+		n, ok := b.captures[name]
+		if !ok {
+			return nil, fmt.Errorf("no captured node %q", name)
+		}
+		outs = append(outs, n)
+	}
+	if err := b.G.Compile(outs...); err != nil {
+		return nil, err
+	}
+	return &Program{Set: ps, g: b.G, backend: backend, dtype: dtype, nOut: nOut, captured: capture}, nil
+}
+
+// Run executes the program. rands may be nil when the program declares no random inputs.
+func (p *Program) Run(params, rands []*tensors.Tensor, data ...*tensors.Tensor) (outs []*tensors.Tensor, err error) {
+	defer catch("running graph", &err)
+	if len(params) != len(p.Set.Params) {
+		return nil, fmt.Errorf("program wants %d parameters, got %d", len(p.Set.Params), len(params))
+	}
+	if len(rands) != len(p.Set.Rands) {
+		return nil, fmt.Errorf("program wants %d random inputs, got %d", len(p.Set.Rands), len(rands))
+	}
+	args := make([]any, 0, len(params)+len(rands)+len(data))
+	for _, t := range params {
+		args = append(args, t)
+	}
+	for _, t := range rands {
+		args = append(args, t)
+	}
+	for _, t := range data {
+		args = append(args, t)
+	}
+	return p.g.Run(args...), nil
+}
+
+// Finalize frees the compiled graph.
+func (p *Program) Finalize() { p.g.Finalize() }
+
+// DrawRands draws the per-step random inputs from (seed, step) in declaration order.
+func (ps *ParamSet) DrawRands(dtype dtypes.DType, seed, step uint64) []*tensors.Tensor {
+	if len(ps.Rands) == 0 {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(seed^0x72616e64, step))
+	out := make([]*tensors.Tensor, len(ps.Rands))
+	for i, spec := range ps.Rands {
+		n := 1
+		for _, d := range spec.Dims {
+			n *= d
+		}
+		if dtype == dtypes.Float64 {
+			v := make([]float64, n)
+			for j := range v {
+				v[j] = r.Float64()
+			}
+			out[i] = tensors.FromFlatDataAndDimensions(v, spec.Dims...)
+		} else {
+			v := make([]float32, n)
+			for j := range v {
+				v[j] = r.Float32()
+			}
+			out[i] = tensors.FromFlatDataAndDimensions(v, spec.Dims...)
+		}
+	}
+	return out
+}
+
+// InitParams draws initial values for every parameter from seed, as tensors of dtype.
+func (ps *ParamSet) InitParams(dtype dtypes.DType, seed uint64) []*tensors.Tensor {
+	vals := ps.initRand(seed)
+	out := make([]*tensors.Tensor, len(vals))
+	for i, v := range vals {
+		out[i] = TensorOf(dtype, v, ps.Params[i].Dims...)
+	}
+	return out
+}
+
+// TensorOf makes a tensor of dtype (float32 or float64) from float32 values.
+func TensorOf(dtype dtypes.DType, v []float32, dims ...int) *tensors.Tensor {
+	if dtype == dtypes.Float64 {
+		w := make([]float64, len(v))
+		for i, x := range v {
+			w[i] = float64(x)
+		}
+		return tensors.FromFlatDataAndDimensions(w, dims...)
+	}
+	return tensors.FromFlatDataAndDimensions(append([]float32(nil), v...), dims...)
+}
+
+// Float32s copies a float tensor's values as float32.
+func Float32s(t *tensors.Tensor) []float32 {
+	switch t.DType() {
+	case dtypes.Float64:
+		v := tensors.MustCopyFlatData[float64](t)
+		out := make([]float32, len(v))
+		for i, x := range v {
+			out[i] = float32(x)
+		}
+		return out
+	default:
+		return tensors.MustCopyFlatData[float32](t)
+	}
+}
+
+// Float64s copies a float tensor's values as float64.
+func Float64s(t *tensors.Tensor) []float64 {
+	switch t.DType() {
+	case dtypes.Float64:
+		return tensors.MustCopyFlatData[float64](t)
+	default:
+		v := tensors.MustCopyFlatData[float32](t)
+		out := make([]float64, len(v))
+		for i, x := range v {
+			out[i] = float64(x)
+		}
+		return out
+	}
+}
