@@ -1,0 +1,137 @@
+package data
+
+import (
+	"math/rand/v2"
+	"slices"
+)
+
+// Batch is one batch: Images B x C x S x S float32, Labels B, and the sample indices it holds.
+type Batch struct {
+	Images []float32
+	Labels []int64
+	Index  []int
+	Step   int
+}
+
+// LoaderConfig says how batches are made.
+type LoaderConfig struct {
+	BatchSize int
+	Seed      uint64
+	Shuffle   bool     // a fresh seeded permutation every epoch; false = dataset order
+	Augment   []string // random_resized_crop, hflip
+	CropScale [2]float64
+	Normalize bool // subtract the train mean, divide by the train std (per channel)
+	DropLast  bool // only full batches (static shapes for training); else the last batch is short
+}
+
+// Loader yields batches in an order fixed by the seed: batch `step` is a pure function of (seed, step),
+// so a resumed trial continues exactly. A background goroutine prepares the next batches.
+type Loader struct {
+	ds      *Dataset
+	split   *Split
+	cfg     LoaderConfig
+	perEp   int
+	out     chan Batch
+	stop    chan struct{}
+	permEp  int
+	permBuf []int
+}
+
+// NewLoader starts a loader over split (d.Train or d.Test) whose first batch is startStep.
+func NewLoader(d *Dataset, split *Split, cfg LoaderConfig, startStep int) *Loader {
+	l := &Loader{ds: d, split: split, cfg: cfg, out: make(chan Batch, 3), stop: make(chan struct{}), permEp: -1}
+	if cfg.DropLast {
+		l.perEp = split.N / cfg.BatchSize
+	} else {
+		l.perEp = (split.N + cfg.BatchSize - 1) / cfg.BatchSize
+	}
+	go l.run(startStep)
+	return l
+}
+
+// StepsPerEpoch is the number of batches in one pass.
+func (l *Loader) StepsPerEpoch() int { return l.perEp }
+
+// Next returns the next batch.
+func (l *Loader) Next() Batch { return <-l.out }
+
+// Close stops the background goroutine.
+func (l *Loader) Close() {
+	close(l.stop)
+	for range l.out {
+	}
+}
+
+func (l *Loader) run(step int) {
+	defer close(l.out)
+	for ; ; step++ {
+		b := l.Make(step)
+		select {
+		case l.out <- b:
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+func (l *Loader) perm(epoch int) []int {
+	if l.permEp == epoch {
+		return l.permBuf
+	}
+	p := make([]int, l.split.N)
+	for i := range p {
+		p[i] = i
+	}
+	if l.cfg.Shuffle {
+		r := rand.New(rand.NewPCG(l.cfg.Seed, uint64(epoch)))
+		r.Shuffle(len(p), func(a, b int) { p[a], p[b] = p[b], p[a] })
+	}
+	l.permEp, l.permBuf = epoch, p
+	return p
+}
+
+// Make builds batch `step` (synchronously; Next is the background path).
+func (l *Loader) Make(step int) Batch {
+	if l.perEp == 0 {
+		return Batch{Step: step}
+	}
+	epoch, k := step/l.perEp, step%l.perEp
+	perm := l.perm(epoch)
+	lo, hi := k*l.cfg.BatchSize, min((k+1)*l.cfg.BatchSize, len(perm))
+	idx := slices.Clone(perm[lo:hi])
+	d := l.ds
+	n := d.ImageLen()
+	b := Batch{Images: make([]float32, 0, len(idx)*n), Labels: make([]int64, len(idx)), Index: idx, Step: step}
+	aug := len(l.cfg.Augment) > 0
+	for j, i := range idx {
+		img := l.split.Images[i*n : (i+1)*n]
+		if aug {
+			r := rand.New(rand.NewPCG(l.cfg.Seed^0x617567, uint64(step)<<20|uint64(j)))
+			img = slices.Clone(img)
+			for _, a := range l.cfg.Augment {
+				switch a {
+				case "random_resized_crop":
+					img = randomResizedCrop(img, d.Channels, d.Size, l.cfg.CropScale, r)
+				case "hflip":
+					if r.IntN(2) == 1 {
+						hflip(img, d.Channels, d.Size)
+					}
+				}
+			}
+		}
+		start := len(b.Images)
+		b.Images = append(b.Images, img...)
+		if l.cfg.Normalize {
+			hw := d.Size * d.Size
+			for ch := 0; ch < d.Channels; ch++ {
+				seg := b.Images[start+ch*hw : start+(ch+1)*hw]
+				m, s := d.Mean[ch], d.Std[ch]
+				for t := range seg {
+					seg[t] = (seg[t] - m) / s
+				}
+			}
+		}
+		b.Labels[j] = int64(l.split.Labels[i])
+	}
+	return b
+}
