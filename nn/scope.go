@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 
@@ -124,8 +125,13 @@ func (s Scope) Param(name string, dims []int, init Init) *Node {
 	full := s.Name(name)
 	b := s.b
 	if b.declaring {
-		if _, dup := b.index[full]; dup {
-			panic(fmt.Errorf("nn: parameter %q declared twice", full))
+		if i, dup := b.index[full]; dup {
+			// A second use of a name is the same parameter (CAE's alignment branch reuses the encoder); a
+			// different shape is a naming collision.
+			if !slices.Equal(b.params[i].Dims, dims) {
+				panic(fmt.Errorf("nn: parameter %q declared with shapes %v and %v", full, b.params[i].Dims, dims))
+			}
+			return b.nodes[i]
 		}
 		noDecay := len(dims) <= 1 || strings.HasSuffix(full, "bias") || strings.HasSuffix(full, "_bias")
 		b.index[full] = len(b.params)

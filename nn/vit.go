@@ -32,15 +32,15 @@ func (c ViTConfig) Validate() error {
 	case c.PatchSize <= 0 || c.ImageSize <= 0 || c.ImageSize%c.PatchSize != 0:
 		return fmt.Errorf("patch_size %d must divide image_size %d", c.PatchSize, c.ImageSize)
 	case c.Dim <= 0 || c.Dim%4 != 0:
-		return fmt.Errorf("dim %d must be a positive multiple of 4 (2-D sin-cos table)", c.Dim)
+		return fmt.Errorf("dim = %d: must be a positive multiple of 4 (the 2-D sin-cos table)", c.Dim)
 	case c.Heads <= 0 || c.Dim%c.Heads != 0:
-		return fmt.Errorf("heads %d must divide dim %d", c.Heads, c.Dim)
+		return fmt.Errorf("heads = %d: must divide dim %d", c.Heads, c.Dim)
 	case c.Depth < 1:
-		return fmt.Errorf("depth %d must be >= 1", c.Depth)
+		return fmt.Errorf("depth = %d: must be >= 1", c.Depth)
 	case c.MLPRatio <= 0:
-		return fmt.Errorf("mlp_ratio %v must be > 0", c.MLPRatio)
+		return fmt.Errorf("mlp_ratio = %v: must be > 0", c.MLPRatio)
 	case c.DropPath < 0 || c.DropPath >= 1:
-		return fmt.Errorf("drop_path %v must be in [0, 1)", c.DropPath)
+		return fmt.Errorf("drop_path = %v: must be in [0, 1)", c.DropPath)
 	}
 	return nil
 }
@@ -70,10 +70,12 @@ func ViT(s Scope, c ViTConfig, in ViTInput) *Node {
 	x := PatchEmbed(s.Sub("patch_embed.proj"), in.Patches, c.Dim, c.Channels, c.PatchSize)
 	b := x.Shape().Dimensions[0]
 	pos := BroadcastToDims(ExpandAxes(PosTable(s, c.Grid(), c.Dim), 0), b, c.NumPatches(), c.Dim)
+	s.Capture("patch_tokens", x)
 	if in.Mask != nil {
 		tok := s.Param("mask_token", []int{1, 1, c.Dim}, Init{Kind: InitTruncNormal, Std: 0.02})
 		w := ExpandAxes(ConvertDType(in.Mask, x.DType()), -1)
 		x = Add(Mul(x, OneMinus(w)), Mul(tok, w))
+		s.Capture("masked_tokens", x)
 	}
 	if in.Keep != nil {
 		x = GatherTokens(x, in.Keep)

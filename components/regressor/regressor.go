@@ -1,0 +1,79 @@
+// Package regressor holds the latent regressors a spec can name under [regressor]: cae (the latent
+// contextual regressor of cae-facts 1.3: cross-attention blocks whose queries are the mask queries and whose
+// keys/values are the visible latents plus the queries; the visible latents are never updated) and none.
+package regressor
+
+import (
+	"fmt"
+
+	. "github.com/gomlx/gomlx/core/graph"
+	"mimlab/framework/registry"
+	"mimlab/nn"
+)
+
+// Config is the [regressor] section. Its width is the encoder's (CAE's decoder_embed_dim = D).
+type Config struct {
+	Name       string  `toml:"name"`
+	Depth      int     `toml:"depth"`
+	Heads      int     `toml:"heads"` // 0 = the encoder's
+	MLPRatio   float64 `toml:"mlp_ratio"`
+	LayerScale float64 `toml:"layer_scale"`
+	DropPath   float64 `toml:"drop_path"`
+}
+
+// Validate checks the section.
+func (c *Config) Validate() error {
+	if c.Name == "none" {
+		return nil
+	}
+	switch {
+	case c.Depth < 1:
+		return fmt.Errorf("regressor.depth = %d: must be >= 1 (or regressor.name = \"none\")", c.Depth)
+	case c.Heads < 0:
+		return fmt.Errorf("regressor.heads = %d: must be >= 0 (0 = the encoder's)", c.Heads)
+	case c.MLPRatio <= 0:
+		return fmt.Errorf("regressor.mlp_ratio = %v: must be > 0", c.MLPRatio)
+	case c.DropPath < 0 || c.DropPath >= 1:
+		return fmt.Errorf("regressor.drop_path = %v: must be in [0, 1)", c.DropPath)
+	case c.LayerScale < 0:
+		return fmt.Errorf("regressor.layer_scale = %v: must be >= 0", c.LayerScale)
+	}
+	return nil
+}
+
+// Regressor is a built regressor; a nil *Regressor is "none".
+type Regressor struct{ Config }
+
+// Regress predicts Z_m [B,M,D] from the mask queries q0 [B,M,D], the visible latents zv [B,Nv,D] and the
+// position embeddings pm, pv: depth RegressorBlocks, then the final LayerNorm (whose output is both the
+// alignment prediction and the decoder input).
+func (r *Regressor) Regress(s nn.Scope, q0, zv, pm, pv *Node, encoderHeads int) *Node {
+	heads := r.Heads
+	if heads == 0 {
+		heads = encoderHeads
+	}
+	x := q0
+	rates := nn.DropPathRates(r.DropPath, r.Depth)
+	for i := 0; i < r.Depth; i++ {
+		x = nn.RegressorBlock(s.Subf("blocks.%d", i), x, zv, pm, pv, nn.BlockConfig{Heads: heads, MLPRatio: r.MLPRatio, LayerScale: r.LayerScale, DropPath: rates[i]})
+	}
+	return nn.LayerNorm(s.Sub("norm"), x)
+}
+
+// Registry is the kind "regressor".
+var Registry = registry.NewKind[*Regressor]("regressor", "mimlab/components/regressor")
+
+func init() {
+	Registry.Register(registry.Entry[*Regressor]{
+		Name: "cae", Doc: "CAE's latent contextual regressor (cross-attention blocks, Z_v never updated)",
+		NewConfig: func() registry.Config {
+			return &Config{Name: "cae", Depth: 2, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}
+		},
+		Build: func(c registry.Config) (*Regressor, error) { return &Regressor{*c.(*Config)}, nil },
+	})
+	Registry.Register(registry.Entry[*Regressor]{
+		Name: "none", Doc: "no regressor (BEiT, MAE)",
+		NewConfig: func() registry.Config { return &Config{Name: "none"} },
+		Build:     func(registry.Config) (*Regressor, error) { return nil, nil },
+	})
+}
