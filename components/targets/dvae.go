@@ -73,7 +73,7 @@ func (f dvaeFactory) Prepare(env Env) (Target, error) {
 
 type tokenTarget struct{ t Tokenizer }
 
-func (t tokenTarget) Dim() int                                 { return t.t.Vocab() }
+func (t tokenTarget) Dim() int                                  { return t.t.Vocab() }
 func (t tokenTarget) Tokenizer() Tokenizer                      { return t.t }
 func (t tokenTarget) Loss(pred *Node, in Inputs) (*Node, *Node) { return tokenLoss(pred, in) }
 
@@ -267,12 +267,12 @@ func (d *DVAE) train(env Env) error {
 		}
 	}
 	d.info = map[string]float64{
-		"codebook_usage":       float64(usedN) / float64(d.cfg.Vocab),
-		"codebook_perplexity":  math.Exp(ent),
-		"recon_mse_first":      first,
-		"recon_mse_last":       last,
-		"vocab":                float64(d.cfg.Vocab),
-		"train_seconds":        time.Since(start).Seconds(),
+		"codebook_usage":      float64(usedN) / float64(d.cfg.Vocab),
+		"codebook_perplexity": math.Exp(ent),
+		"recon_mse_first":     first,
+		"recon_mse_last":      last,
+		"vocab":               float64(d.cfg.Vocab),
+		"train_seconds":       time.Since(start).Seconds(),
 	}
 	fmt.Fprintf(env.Log, "dvae tokenizer: codebook usage %d/%d codes on test patches, perplexity %.1f\n", usedN, d.cfg.Vocab, math.Exp(ent))
 	meta := map[string]string{}

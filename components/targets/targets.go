@@ -62,13 +62,13 @@ type Config struct {
 	Name      string `toml:"name"`
 	Normalize bool   `toml:"normalize"` // pixel: per-patch mean/var normalisation (MAE's norm_pix_loss)
 	// dvae
-	Vocab    int     `toml:"vocab"`
-	Hidden   int     `toml:"hidden"`
-	CodeDim  int     `toml:"code_dim"`
-	Steps    int     `toml:"steps"`
-	LR       float64 `toml:"lr"`
-	Beta     float64 `toml:"beta"` // commitment weight
-	Seed     uint64  `toml:"seed"`
+	Vocab   int     `toml:"vocab"`
+	Hidden  int     `toml:"hidden"`
+	CodeDim int     `toml:"code_dim"`
+	Steps   int     `toml:"steps"`
+	LR      float64 `toml:"lr"`
+	Beta    float64 `toml:"beta"` // commitment weight
+	Seed    uint64  `toml:"seed"`
 	// dalle
 	Weights string `toml:"weights"`
 }
