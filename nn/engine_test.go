@@ -264,3 +264,41 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 		t.Fatal("missing file loaded")
 	}
 }
+
+// SGD with Nesterov momentum matches PyTorch's formula: buf = mu*buf + g (+wd*p); p -= lr*(g + mu*buf).
+func TestSGDNesterovMatchesReference(t *testing.T) {
+	be := goBackend(t)
+	x := tensors.FromFlatDataAndDimensions([]float64{1, -2, 3, 0.5}, 4)
+	loss := func(s Scope, d []*Node) (*Node, []*Node) {
+		w := s.Param("w", []int{1, 4}, Init{Kind: InitConst, Value: 0.5})
+		return ReduceAllSum(Square(Einsum("ij,j->i", w, d[0]))), nil
+	}
+	opt := AdamW{SGD: true, Beta1: 0.9, WeightDecay: 0.1}
+	tr, err := NewTrainer(be, dtypes.Float64, loss, []shapes.Shape{x.Shape()}, opt, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs := []float64{1, -2, 3, 0.5}
+	w := Float64s(tr.Params[0])
+	buf := make([]float64, 4)
+	for step := 0; step < 4; step++ {
+		if _, _, _, err := tr.TrainStep(0.01, x); err != nil {
+			t.Fatal(err)
+		}
+		y := 0.0
+		for j := range w {
+			y += w[j] * xs[j]
+		}
+		for j := range w {
+			g := 2*y*xs[j] + 0.1*w[j]
+			buf[j] = 0.9*buf[j] + g
+			w[j] -= 0.01 * (g + 0.9*buf[j])
+		}
+	}
+	got := Float64s(tr.Params[0])
+	for j := range w {
+		if math.Abs(got[j]-w[j]) > 1e-12 {
+			t.Fatalf("w[%d] = %.15g, reference %.15g", j, got[j], w[j])
+		}
+	}
+}

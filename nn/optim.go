@@ -34,6 +34,9 @@ func (s Schedule) At(step int) float64 {
 // AdamW is PyTorch's AdamW (decoupled weight decay) with global-norm gradient clipping. Weight decay skips
 // parameters marked NoDecay (1-D parameters and biases).
 type AdamW struct {
+	// SGD switches to SGD with Nesterov momentum Beta1 and L2 weight decay added to the gradient (what the
+	// official CAE optim_factory runs for "sgd", e.g. the attentive probe); Beta2 and Eps are then unused.
+	SGD               bool
 	Beta1, Beta2, Eps float64
 	WeightDecay       float64
 	Clip              float64 // global-norm clip; <= 0 disables it
@@ -141,6 +144,15 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 		outV := make([]*Node, np)
 		for i, p := range params {
 			g := Mul(grads[i], scale)
+			if opt.SGD {
+				if opt.WeightDecay > 0 && !noDecay[i] {
+					g = Add(g, MulScalar(p, opt.WeightDecay))
+				}
+				buf := Add(MulScalar(ms[i], opt.Beta1), g)
+				outP[i] = Sub(p, Mul(lr, Add(g, MulScalar(buf, opt.Beta1))))
+				outM[i], outV[i] = buf, vs[i]
+				continue
+			}
 			m := Add(MulScalar(ms[i], opt.Beta1), MulScalar(g, 1-opt.Beta1))
 			v := Add(MulScalar(vs[i], opt.Beta2), MulScalar(Square(g), 1-opt.Beta2))
 			if opt.WeightDecay > 0 && !noDecay[i] {

@@ -33,6 +33,7 @@ type Entry[T any] struct {
 // Kind is the registry of one component kind (masking, encoder, ...).
 type Kind[T any] struct {
 	name    string
+	def     string
 	hint    string
 	mu      sync.RWMutex
 	entries map[string]Entry[T]
@@ -41,6 +42,34 @@ type Kind[T any] struct {
 // NewKind makes a registry for a kind; hint names the package whose import registers the implementations.
 func NewKind[T any](name, hint string) *Kind[T] {
 	return &Kind[T]{name: name, hint: hint, entries: map[string]Entry[T]{}}
+}
+
+// WithDefault sets the implementation a spec gets when its section names none.
+func (k *Kind[T]) WithDefault(name string) *Kind[T] {
+	k.def = name
+	return k
+}
+
+// Default is the implementation used when the section gives no name.
+func (k *Kind[T]) Default() string { return k.def }
+
+// New returns a fresh default config of implementation name.
+func (k *Kind[T]) New(name string) (Config, error) {
+	e, err := k.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.NewConfig(), nil
+}
+
+// Build makes the implementation a validated config names; cfg must come from New.
+func (k *Kind[T]) Build(name string, cfg Config) (T, error) {
+	e, err := k.Lookup(name)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return e.Build(cfg)
 }
 
 // Name is the kind's name (its spec section).

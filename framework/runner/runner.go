@@ -1,0 +1,193 @@
+// Package runner runs a sweep's trials: a bounded pool of workers (sourcegraph/conc, -j N) that claim
+// trials atomically from the store, write heartbeats, fail a trial that makes no progress for the watchdog
+// time, mark a trial failed with its reason and go on with the others, and on cancellation (Ctrl-C) let the
+// running trials checkpoint and put them back to pending so that the next run resumes them.
+//
+// The runner knows nothing of what a trial computes: it calls a Job.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+	"mimlab/framework/store"
+)
+
+// Recorder is what a job reports through; every call is safe from the job's goroutine.
+type Recorder interface {
+	// Progress says the trial is alive and at step; it feeds the heartbeat and the watchdog.
+	Progress(step int)
+	// Metrics, Eval and Artifact write results.
+	Metrics(ms []store.Metric) error
+	Eval(protocol, metric string, value float64) error
+	Artifact(kind, path string) error
+	Store() *store.Store
+	Log() io.Writer
+}
+
+// Job runs one trial; it returns ctx.Err() (or an error wrapping it) when cancelled after checkpointing.
+type Job func(ctx context.Context, t *store.Trial, rec Recorder) error
+
+// Options configure a run.
+type Options struct {
+	Workers   int           // parallel trials (-j)
+	Stale     time.Duration // a running trial whose heartbeat is older is claimed again
+	Heartbeat time.Duration // how often the heartbeat is written
+	Watchdog  time.Duration // fail a trial that reports no progress for this long (0 = off)
+	Owner     string        // this process's name in the trials table
+	Log       io.Writer
+}
+
+// Summary counts what a run did.
+type Summary struct {
+	Done, Failed, Interrupted int
+	Errors                    []string
+}
+
+// Run claims and runs trials of the sweep until none is left or ctx is cancelled.
+func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job Job) Summary {
+	if opt.Workers < 1 {
+		opt.Workers = 1
+	}
+	if opt.Heartbeat <= 0 {
+		opt.Heartbeat = 5 * time.Second
+	}
+	if opt.Stale <= 0 {
+		opt.Stale = 6 * opt.Heartbeat
+	}
+	if opt.Owner == "" {
+		h, _ := os.Hostname()
+		opt.Owner = fmt.Sprintf("%s:%d", h, os.Getpid())
+	}
+	var mu sync.Mutex
+	var sum Summary
+	p := pool.New().WithMaxGoroutines(opt.Workers)
+	for w := 0; w < opt.Workers; w++ {
+		owner := fmt.Sprintf("%s/w%d", opt.Owner, w)
+		p.Go(func() {
+			for ctx.Err() == nil {
+				t, err := st.Claim(ctx, sweepID, owner, opt.Stale)
+				if err != nil {
+					if ctx.Err() == nil {
+						fmt.Fprintf(opt.Log, "runner: claiming a trial: %v\n", err)
+					}
+					return
+				}
+				if t == nil {
+					return
+				}
+				state, reason := runOne(ctx, st, t, owner, opt, job)
+				mu.Lock()
+				switch state {
+				case store.Done:
+					sum.Done++
+				case store.Failed:
+					sum.Failed++
+					sum.Errors = append(sum.Errors, fmt.Sprintf("trial %d (%s): %s", t.ID, t.Name, reason))
+				default:
+					sum.Interrupted++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	p.Wait()
+	return sum
+}
+
+type recorder struct {
+	st    *store.Store
+	trial int64
+	log   io.Writer
+	mu    sync.Mutex
+	step  int
+	last  time.Time
+}
+
+func (r *recorder) Progress(step int) {
+	r.mu.Lock()
+	r.step, r.last = step, time.Now()
+	r.mu.Unlock()
+}
+func (r *recorder) Metrics(ms []store.Metric) error { return r.st.AddMetrics(r.trial, ms) }
+func (r *recorder) Eval(p, m string, v float64) error {
+	r.Progress(r.current())
+	return r.st.SetEval(r.trial, p, m, v)
+}
+func (r *recorder) Artifact(kind, path string) error {
+	sha, n, err := fileSHA(path)
+	if err != nil {
+		return err
+	}
+	return r.st.AddArtifact(r.trial, kind, path, sha, n)
+}
+func (r *recorder) Store() *store.Store { return r.st }
+func (r *recorder) Log() io.Writer      { return r.log }
+func (r *recorder) current() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.step
+}
+
+var errWatchdog = errors.New("watchdog")
+
+func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, opt Options, job Job) (string, string) {
+	rec := &recorder{st: st, trial: t.ID, log: opt.Log, step: t.Step, last: time.Now()}
+	jctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	go func() { // heartbeat + watchdog
+		tk := time.NewTicker(opt.Heartbeat)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				rec.mu.Lock()
+				step, last := rec.step, rec.last
+				rec.mu.Unlock()
+				st.Heartbeat(t.ID, owner, step)
+				if opt.Watchdog > 0 && time.Since(last) > opt.Watchdog {
+					cancel(fmt.Errorf("%w: no progress for %s (at step %d)", errWatchdog, opt.Watchdog, step))
+				}
+			}
+		}
+	}()
+	err := safeJob(jctx, t, rec, job)
+	close(done)
+	switch {
+	case err == nil:
+		st.Finish(t.ID, owner, store.Done, "")
+		return store.Done, ""
+	case errors.Is(context.Cause(jctx), errWatchdog):
+		reason := context.Cause(jctx).Error()
+		st.Finish(t.ID, owner, store.Failed, reason)
+		fmt.Fprintf(opt.Log, "trial %d %s: failed: %s\n", t.ID, t.Name, reason)
+		return store.Failed, reason
+	case ctx.Err() != nil:
+		st.Finish(t.ID, owner, store.Pending, "interrupted")
+		fmt.Fprintf(opt.Log, "trial %d %s: interrupted at step %d; the next `sweep run` resumes it\n", t.ID, t.Name, rec.current())
+		return store.Pending, "interrupted"
+	default:
+		st.Finish(t.ID, owner, store.Failed, err.Error())
+		fmt.Fprintf(opt.Log, "trial %d %s: failed: %v\n", t.ID, t.Name, err)
+		return store.Failed, err.Error()
+	}
+}
+
+// safeJob turns a panic inside a job into a failure of that trial only.
+func safeJob(ctx context.Context, t *store.Trial, rec Recorder, job Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return job(ctx, t, rec)
+}

@@ -1,0 +1,451 @@
+// Package store is mimlab's results database (SQLite through mattn/go-sqlite3, results.db by default): WAL
+// mode with a busy timeout and one connection per process, versioned migrations, the trial lifecycle
+// (pending -> running -> done | failed), metrics, evals, artifacts and the reference (baseline) rows.
+//
+// Trials are rows that workers claim with one atomic UPDATE, so two processes on one database never run the
+// same trial, and a trial whose heartbeat stopped is claimed again (Optuna's storage model).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+)
+
+// Trial states.
+const (
+	Pending = "pending"
+	Running = "running"
+	Done    = "done"
+	Failed  = "failed"
+)
+
+var migrations = []string{
+	// 1: the schema documented in README.md ("Results database").
+	`CREATE TABLE sweeps (
+		id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, spec_file TEXT, created_at REAL);
+	CREATE TABLE trials (
+		id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, sweep_id INTEGER REFERENCES sweeps(id),
+		name TEXT NOT NULL, spec TEXT NOT NULL,
+		state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','running','done','failed')),
+		attempts INTEGER NOT NULL DEFAULT 0, error TEXT, step INTEGER NOT NULL DEFAULT 0, owner TEXT,
+		heartbeat_at REAL, started_at REAL, finished_at REAL, created_at REAL,
+		git_commit TEXT, git_dirty INTEGER, go_version TEXT, modules TEXT, host TEXT, cpu TEXT, gpu TEXT, backend TEXT);
+	CREATE TABLE sweep_trials (sweep_id INTEGER REFERENCES sweeps(id), trial_id INTEGER REFERENCES trials(id),
+		PRIMARY KEY (sweep_id, trial_id));
+	CREATE TABLE metrics (trial_id INTEGER NOT NULL REFERENCES trials(id), step INTEGER NOT NULL, name TEXT NOT NULL,
+		value REAL, PRIMARY KEY (trial_id, step, name));
+	CREATE TABLE evals (trial_id INTEGER NOT NULL REFERENCES trials(id), protocol TEXT NOT NULL, metric TEXT NOT NULL,
+		value REAL, PRIMARY KEY (trial_id, protocol, metric));
+	CREATE TABLE artifacts (trial_id INTEGER REFERENCES trials(id), kind TEXT NOT NULL, path TEXT NOT NULL,
+		sha256 TEXT, bytes INTEGER, created_at REAL, PRIMARY KEY (trial_id, kind));
+	CREATE TABLE baselines (key TEXT NOT NULL, dataset TEXT NOT NULL, arch TEXT NOT NULL, protocol TEXT NOT NULL,
+		metric TEXT NOT NULL, value REAL, created_at REAL, PRIMARY KEY (key, protocol, metric));`,
+}
+
+// Store is an open results database.
+type Store struct {
+	DB   *sql.DB
+	Path string
+}
+
+// Open opens (creating and migrating) the database at path.
+func Open(path string) (*Store, error) {
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=30000&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one connection per process: no "database is locked" between our own goroutines
+	s := &Store{DB: db, Path: path}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.DB.Close() }
+
+func (s *Store) migrate() error {
+	if _, err := s.DB.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	if err := s.DB.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this mimlab (%d): update mimlab", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := s.DB.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+// Trial is a trials row.
+type Trial struct {
+	ID       int64
+	Hash     string
+	Name     string
+	Spec     string
+	State    string
+	Attempts int
+	Step     int
+	Error    string
+	SweepID  int64
+}
+
+// NewTrial is a trial to register.
+type NewTrial struct {
+	Hash, Name, Spec string
+}
+
+// AddSweep registers a sweep and its trials (new trials pending; existing ones keep their state) in one
+// transaction, and returns the sweep id.
+func (s *Store) AddSweep(name, specFile string, trials []NewTrial) (int64, error) {
+	tx, err := s.DB.Begin()
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`INSERT INTO sweeps (name, spec_file, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec_file = excluded.spec_file`, name, specFile, now()); err != nil {
+		return 0, err
+	}
+	var id int64
+	if err := tx.QueryRow(`SELECT id FROM sweeps WHERE name = ?`, name).Scan(&id); err != nil {
+		return 0, err
+	}
+	for _, t := range trials {
+		if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
+			t.Hash, id, t.Name, t.Spec, now()); err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO sweep_trials (sweep_id, trial_id) SELECT ?, id FROM trials WHERE hash = ?`, id, t.Hash); err != nil {
+			return 0, err
+		}
+	}
+	return id, tx.Commit()
+}
+
+// RetryFailed puts the sweep's failed trials back to pending.
+func (s *Store) RetryFailed(sweepID int64) (int64, error) {
+	r, err := s.DB.Exec(`UPDATE trials SET state = 'pending', error = NULL WHERE state = 'failed' AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+// Claim atomically takes the next trial of the sweep that is pending, or running with a heartbeat older
+// than stale (its process died), marks it running for owner and returns it; nil when none is left.
+func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale time.Duration) (*Trial, error) {
+	t := &Trial{}
+	n := now()
+	err := s.DB.QueryRowContext(ctx, `UPDATE trials SET state = 'running', attempts = attempts + 1, owner = ?, heartbeat_at = ?,
+			started_at = COALESCE(started_at, ?), error = NULL
+		WHERE id = (SELECT t.id FROM trials t JOIN sweep_trials st ON st.trial_id = t.id
+			WHERE st.sweep_id = ? AND (t.state = 'pending' OR (t.state = 'running' AND t.heartbeat_at < ?))
+			ORDER BY t.id LIMIT 1)
+		RETURNING id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0)`,
+		owner, n, n, sweepID, n-stale.Seconds()).Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return t, err
+}
+
+// Heartbeat records that the owner is alive and at step.
+func (s *Store) Heartbeat(id int64, owner string, step int) error {
+	_, err := s.DB.Exec(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`, now(), step, id, owner)
+	return err
+}
+
+// Finish marks a trial done or failed (with the reason), or back to pending (interrupted).
+func (s *Store) Finish(id int64, owner, state, reason string) error {
+	fin := any(now())
+	if state == Pending {
+		fin = nil
+	}
+	_, err := s.DB.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ?`,
+		state, reason, fin, id, owner)
+	return err
+}
+
+// Provenance is where and how a trial ran.
+type Provenance struct {
+	GitCommit string
+	GitDirty  bool
+	GoVersion string
+	Modules   string
+	Host, CPU string
+	GPU       string
+	Backend   string
+}
+
+// SetProvenance records provenance on a trial.
+func (s *Store) SetProvenance(id int64, p Provenance) error {
+	_, err := s.DB.Exec(`UPDATE trials SET git_commit = ?, git_dirty = ?, go_version = ?, modules = ?, host = ?, cpu = ?, gpu = ?, backend = ? WHERE id = ?`,
+		p.GitCommit, p.GitDirty, p.GoVersion, p.Modules, p.Host, p.CPU, p.GPU, p.Backend, id)
+	return err
+}
+
+// Metric is one logged value.
+type Metric struct {
+	Step  int
+	Name  string
+	Value float64
+}
+
+// AddMetrics writes metrics in one transaction.
+func (s *Store) AddMetrics(trialID int64, ms []Metric) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	tx, err := s.DB.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.Prepare(`INSERT OR REPLACE INTO metrics (trial_id, step, name, value) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, m := range ms {
+		if _, err := st.Exec(trialID, m.Step, m.Name, m.Value); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// TruncateMetrics deletes metrics after step (a trial resumed from an earlier checkpoint rewrites them).
+func (s *Store) TruncateMetrics(trialID int64, after int) error {
+	_, err := s.DB.Exec(`DELETE FROM metrics WHERE trial_id = ? AND step > ?`, trialID, after)
+	return err
+}
+
+// SetEval records one evaluation number.
+func (s *Store) SetEval(trialID int64, protocol, metric string, value float64) error {
+	_, err := s.DB.Exec(`INSERT OR REPLACE INTO evals (trial_id, protocol, metric, value) VALUES (?, ?, ?, ?)`, trialID, protocol, metric, value)
+	return err
+}
+
+// AddArtifact records a file a trial produced.
+func (s *Store) AddArtifact(trialID int64, kind, path, sha string, bytes int64) error {
+	_, err := s.DB.Exec(`INSERT OR REPLACE INTO artifacts (trial_id, kind, path, sha256, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		trialID, kind, path, sha, bytes, now())
+	return err
+}
+
+// Artifact returns the path of a trial's artifact of kind ("" when none).
+func (s *Store) Artifact(trialID int64, kind string) (string, error) {
+	var p string
+	err := s.DB.QueryRow(`SELECT path FROM artifacts WHERE trial_id = ? AND kind = ?`, trialID, kind).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return p, err
+}
+
+// Baseline returns a stored reference number.
+func (s *Store) Baseline(key, protocol, metric string) (float64, bool, error) {
+	var v float64
+	err := s.DB.QueryRow(`SELECT value FROM baselines WHERE key = ? AND protocol = ? AND metric = ?`, key, protocol, metric).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return v, err == nil, err
+}
+
+// SetBaseline stores a reference number.
+func (s *Store) SetBaseline(key, dataset, arch, protocol, metric string, value float64) error {
+	_, err := s.DB.Exec(`INSERT OR REPLACE INTO baselines (key, dataset, arch, protocol, metric, value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		key, dataset, arch, protocol, metric, value, now())
+	return err
+}
+
+// TrialByID loads one trial.
+func (s *Store) TrialByID(id int64) (*Trial, error) {
+	t := &Trial{}
+	var errText sql.NullString
+	err := s.DB.QueryRow(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0) FROM trials WHERE id = ?`, id).
+		Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("no trial %d in %s", id, s.Path)
+	}
+	t.Error = errText.String
+	return t, err
+}
+
+// Trials lists trials, of one sweep when sweep is not "".
+func (s *Store) Trials(sweep string) ([]Trial, error) {
+	q := `SELECT t.id, t.hash, t.name, t.spec, t.state, t.attempts, t.step, COALESCE(t.error, ''), COALESCE(t.sweep_id, 0) FROM trials t`
+	var args []any
+	if sweep != "" {
+		q += ` WHERE t.id IN (SELECT trial_id FROM sweep_trials st JOIN sweeps s ON s.id = st.sweep_id WHERE s.name = ?)`
+		args = append(args, sweep)
+	}
+	rows, err := s.DB.Query(q+` ORDER BY t.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Trial
+	for rows.Next() {
+		var t Trial
+		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Sweeps lists sweep names.
+func (s *Store) Sweeps() ([]string, error) {
+	rows, err := s.DB.Query(`SELECT name FROM sweeps ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Evals returns a trial's evals as protocol -> metric -> value.
+func (s *Store) Evals(trialID int64) (map[string]map[string]float64, error) {
+	rows, err := s.DB.Query(`SELECT protocol, metric, value FROM evals WHERE trial_id = ?`, trialID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]map[string]float64{}
+	for rows.Next() {
+		var p, m string
+		var v float64
+		rows.Scan(&p, &m, &v)
+		if out[p] == nil {
+			out[p] = map[string]float64{}
+		}
+		out[p][m] = v
+	}
+	return out, rows.Err()
+}
+
+// LastMetrics returns each metric's value at the trial's last logged step.
+func (s *Store) LastMetrics(trialID int64) (int, map[string]float64, error) {
+	var step sql.NullInt64
+	if err := s.DB.QueryRow(`SELECT MAX(step) FROM metrics WHERE trial_id = ?`, trialID).Scan(&step); err != nil || !step.Valid {
+		return 0, nil, err
+	}
+	rows, err := s.DB.Query(`SELECT name, value FROM metrics WHERE trial_id = ? AND step = ?`, trialID, step.Int64)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	out := map[string]float64{}
+	for rows.Next() {
+		var n string
+		var v float64
+		rows.Scan(&n, &v)
+		out[n] = v
+	}
+	return int(step.Int64), out, rows.Err()
+}
+
+// Series returns one metric of a trial over steps.
+func (s *Store) Series(trialID int64, name string) ([]int, []float64, error) {
+	rows, err := s.DB.Query(`SELECT step, value FROM metrics WHERE trial_id = ? AND name = ? ORDER BY step`, trialID, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var steps []int
+	var vals []float64
+	for rows.Next() {
+		var st int
+		var v float64
+		rows.Scan(&st, &v)
+		steps = append(steps, st)
+		vals = append(vals, v)
+	}
+	return steps, vals, rows.Err()
+}
+
+// MetricNames lists the metric names a trial logged.
+func (s *Store) MetricNames(trialID int64) ([]string, error) {
+	rows, err := s.DB.Query(`SELECT DISTINCT name FROM metrics WHERE trial_id = ? ORDER BY name`, trialID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Baselines returns every reference row with the given key prefix: protocol/metric -> value by key.
+func (s *Store) Baselines(keyPrefix string) (map[string]map[string]float64, error) {
+	rows, err := s.DB.Query(`SELECT key, protocol || '/' || metric, value FROM baselines WHERE key LIKE ? ORDER BY key`, keyPrefix+"%")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]map[string]float64{}
+	for rows.Next() {
+		var k, pm string
+		var v float64
+		rows.Scan(&k, &pm, &v)
+		if out[k] == nil {
+			out[k] = map[string]float64{}
+		}
+		out[k][pm] = v
+	}
+	return out, rows.Err()
+}
+
+// Exists says whether path holds a file (a results database the CLI must not create by accident).
+func Exists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir() && !strings.HasSuffix(path, "/")
+}

@@ -1,0 +1,280 @@
+// Package sweep expands a spec's [sweep] section into trials: seeds = [...] (train.seed), [sweep.grid]
+// (the Cartesian product of lists; keys are dotted paths such as "method.name"), [sweep.zip] (lists stepped
+// together) and [sweep.random] (n draws from uniform, loguniform or choice, seeded). Every trial is a fully
+// resolved spec whose identity is the hash of its canonical form, so two points that resolve to the same
+// spec are one trial.
+package sweep
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"mimlab/framework/spec"
+)
+
+// Trial is one expanded, resolved trial.
+type Trial struct {
+	*spec.Resolved
+	Hash  string
+	Label string // the spec name and sweep point
+}
+
+type point map[string]any
+
+// Expand resolves every point of r's sweep. Trials whose resolved specs are equal are merged.
+func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
+	points, err := points(r)
+	if err != nil {
+		return nil, err
+	}
+	var out []Trial
+	seen := map[string]bool{}
+	for _, p := range points {
+		tree := deepCopy(r.Tree)
+		delete(tree, "sweep")
+		keys := make([]string, 0, len(p))
+		for k := range p {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if err := spec.SetPath(tree, k, p[k], nil, ""); err != nil {
+				return nil, &spec.Error{File: r.File, Msg: fmt.Sprintf("sweep: %v", err)}
+			}
+		}
+		res, err := r.Resolve(tree, sections)
+		if err != nil {
+			if len(p) > 0 {
+				return nil, fmt.Errorf("%w (at sweep point %s)", err, spec.PointString(p))
+			}
+			return nil, err
+		}
+		res.Point = p
+		h := res.Hash()
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		label := r.Name
+		if len(p) > 0 {
+			label += "[" + spec.PointString(p) + "]"
+		}
+		out = append(out, Trial{Resolved: res, Hash: h, Label: label})
+	}
+	return out, nil
+}
+
+func sweepErr(r *spec.Raw, msg string, args ...any) error {
+	return &spec.Error{File: r.File, Msg: "sweep: " + fmt.Sprintf(msg, args...)}
+}
+
+func points(r *spec.Raw) ([]point, error) {
+	sw, _ := r.Tree["sweep"].(map[string]any)
+	pts := []point{{}}
+	if sw == nil {
+		return pts, nil
+	}
+	for k := range sw {
+		switch k {
+		case "seeds", "grid", "zip", "random":
+		default:
+			return nil, sweepErr(r, "unknown key %q; allowed: seeds, grid, zip, random", k)
+		}
+	}
+	// grid
+	if g, ok := sw["grid"].(map[string]any); ok {
+		keys := sortedKeys(g)
+		for _, k := range keys {
+			vals, ok := g[k].([]any)
+			if !ok || len(vals) == 0 {
+				return nil, sweepErr(r, "grid %q: want a non-empty list", k)
+			}
+			var next []point
+			for _, p := range pts {
+				for _, v := range vals {
+					q := clone(p)
+					q[k] = v
+					next = append(next, q)
+				}
+			}
+			pts = next
+		}
+	} else if sw["grid"] != nil {
+		return nil, sweepErr(r, "grid must be a table of lists ([sweep.grid])")
+	}
+	// zip
+	if z, ok := sw["zip"].(map[string]any); ok {
+		keys := sortedKeys(z)
+		n := -1
+		for _, k := range keys {
+			vals, ok := z[k].([]any)
+			if !ok || len(vals) == 0 {
+				return nil, sweepErr(r, "zip %q: want a non-empty list", k)
+			}
+			if n >= 0 && len(vals) != n {
+				return nil, sweepErr(r, "zip lists must have one length: %q has %d, others %d", k, len(vals), n)
+			}
+			n = len(vals)
+		}
+		if n > 0 {
+			var next []point
+			for _, p := range pts {
+				for i := 0; i < n; i++ {
+					q := clone(p)
+					for _, k := range keys {
+						q[k] = z[k].([]any)[i]
+					}
+					next = append(next, q)
+				}
+			}
+			pts = next
+		}
+	} else if sw["zip"] != nil {
+		return nil, sweepErr(r, "zip must be a table of lists ([sweep.zip])")
+	}
+	// random
+	if rd, ok := sw["random"].(map[string]any); ok {
+		draws, err := randomPoints(r, rd)
+		if err != nil {
+			return nil, err
+		}
+		var next []point
+		for _, p := range pts {
+			for _, d := range draws {
+				q := clone(p)
+				for k, v := range d {
+					q[k] = v
+				}
+				next = append(next, q)
+			}
+		}
+		pts = next
+	} else if sw["random"] != nil {
+		return nil, sweepErr(r, "random must be a table ([sweep.random])")
+	}
+	// seeds
+	if s, ok := sw["seeds"]; ok {
+		seeds, ok := s.([]any)
+		if !ok || len(seeds) == 0 {
+			return nil, sweepErr(r, "seeds: want a non-empty list of integers")
+		}
+		var next []point
+		for _, p := range pts {
+			for _, sd := range seeds {
+				v, ok := sd.(int64)
+				if !ok || v < 0 {
+					return nil, sweepErr(r, "seeds: %v is not a non-negative integer", sd)
+				}
+				q := clone(p)
+				q["train.seed"] = v
+				next = append(next, q)
+			}
+		}
+		pts = next
+	}
+	return pts, nil
+}
+
+func randomPoints(r *spec.Raw, rd map[string]any) ([]point, error) {
+	for k := range rd {
+		if k != "n" && k != "seed" && k != "params" {
+			return nil, sweepErr(r, "random: unknown key %q; allowed: n, seed, params", k)
+		}
+	}
+	n, ok := rd["n"].(int64)
+	if !ok || n < 1 {
+		return nil, sweepErr(r, "random.n: want an integer >= 1")
+	}
+	seed, _ := rd["seed"].(int64)
+	params, ok := rd["params"].(map[string]any)
+	if !ok || len(params) == 0 {
+		return nil, sweepErr(r, "random.params: want a table of \"key.path\" = { dist = \"uniform\" | \"loguniform\" | \"choice\", ... }")
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x7377656570))
+	keys := sortedKeys(params)
+	out := make([]point, n)
+	for i := range out {
+		out[i] = point{}
+		for _, k := range keys {
+			d, ok := params[k].(map[string]any)
+			if !ok {
+				return nil, sweepErr(r, "random.params %q: want { dist = ..., ... }", k)
+			}
+			dist, _ := d["dist"].(string)
+			switch dist {
+			case "uniform", "loguniform":
+				lo, ok1 := num(d["low"])
+				hi, ok2 := num(d["high"])
+				if !ok1 || !ok2 || hi < lo || (dist == "loguniform" && lo <= 0) {
+					return nil, sweepErr(r, "random.params %q: %s wants numbers low <= high (> 0 for loguniform)", k, dist)
+				}
+				u := rng.Float64()
+				if dist == "uniform" {
+					out[i][k] = lo + u*(hi-lo)
+				} else {
+					out[i][k] = math.Exp(math.Log(lo) + u*(math.Log(hi)-math.Log(lo)))
+				}
+			case "choice":
+				vals, ok := d["values"].([]any)
+				if !ok || len(vals) == 0 {
+					return nil, sweepErr(r, "random.params %q: choice wants values = [...]", k)
+				}
+				out[i][k] = vals[rng.IntN(len(vals))]
+			default:
+				return nil, sweepErr(r, "random.params %q: dist = %q; allowed: uniform, loguniform, choice", k, dist)
+			}
+		}
+	}
+	return out, nil
+}
+
+func num(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
+func sortedKeys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func clone(p point) point {
+	q := point{}
+	for k, v := range p {
+		q[k] = v
+	}
+	return q
+}
+
+func deepCopy(m map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		if sub, ok := v.(map[string]any); ok {
+			out[k] = deepCopy(sub)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Describe is a one-line summary of a trial list.
+func Describe(ts []Trial) string {
+	var b strings.Builder
+	for _, t := range ts {
+		fmt.Fprintf(&b, "%s  %s\n", t.Hash, t.Label)
+	}
+	return b.String()
+}
