@@ -48,6 +48,7 @@ type Program struct {
 	dtype    dtypes.DType
 	nOut     int
 	captured []string
+	training bool
 }
 
 // Compile builds and compiles fn for the given data shapes. capture names intermediate nodes (recorded with
@@ -59,9 +60,11 @@ func Compile(backend compute.Backend, ps *ParamSet, dtype dtypes.DType, training
 	for _, spec := range ps.Params {
 		b.nodes = append(b.nodes, Parameter(b.G, spec.Name, shapes.Make(dtype, spec.Dims...)))
 	}
-	for i, r := range ps.Rands {
-		b.randIndex[r.Name] = i
-		b.randNodes = append(b.randNodes, Parameter(b.G, "rand:"+r.Name, shapes.Make(dtype, r.Dims...)))
+	if training { // inference graphs have no drop path, so no random inputs
+		for i, r := range ps.Rands {
+			b.randIndex[r.Name] = i
+			b.randNodes = append(b.randNodes, Parameter(b.G, "rand:"+r.Name, shapes.Make(dtype, r.Dims...)))
+		}
 	}
 	if len(capture) > 0 {
 		b.EnableCapture()
@@ -82,16 +85,18 @@ func Compile(backend compute.Backend, ps *ParamSet, dtype dtypes.DType, training
 	if err := b.G.Compile(outs...); err != nil {
 		return nil, err
 	}
-	return &Program{Set: ps, g: b.G, backend: backend, dtype: dtype, nOut: nOut, captured: capture}, nil
+	return &Program{Set: ps, g: b.G, backend: backend, dtype: dtype, nOut: nOut, captured: capture, training: training}, nil
 }
 
-// Run executes the program. rands may be nil when the program declares no random inputs.
+// Run executes the program. rands are ignored by inference (training = false) programs.
 func (p *Program) Run(params, rands []*tensors.Tensor, data ...*tensors.Tensor) (outs []*tensors.Tensor, err error) {
 	defer catch("running graph", &err)
 	if len(params) != len(p.Set.Params) {
 		return nil, fmt.Errorf("program wants %d parameters, got %d", len(p.Set.Params), len(params))
 	}
-	if len(rands) != len(p.Set.Rands) {
+	if !p.training {
+		rands = nil
+	} else if len(rands) != len(p.Set.Rands) {
 		return nil, fmt.Errorf("program wants %d random inputs, got %d", len(p.Set.Rands), len(rands))
 	}
 	args := make([]any, 0, len(params)+len(rands)+len(data))

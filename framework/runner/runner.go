@@ -80,7 +80,19 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 					return
 				}
 				if t == nil {
-					return
+					// Nothing claimable. Trials still running elsewhere are either alive (wait for them to
+					// finish) or dead (their heartbeat goes stale and they are claimed here): poll until none
+					// is left, so one `sweep run` always finishes the sweep.
+					n, err := st.Unfinished(sweepID)
+					if err != nil || n == 0 {
+						return
+					}
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(opt.Heartbeat):
+					}
+					continue
 				}
 				state, reason := runOne(ctx, st, t, owner, opt, job)
 				mu.Lock()

@@ -113,6 +113,9 @@ func (r *Raw) loadFile(path string, chain []string) (map[string]any, error) {
 		if !filepath.IsAbs(bp) {
 			bp = filepath.Join(filepath.Dir(path), bs)
 		}
+		if _, serr := os.Stat(bp); serr != nil {
+			return nil, &Error{File: path, Line: lineOf(string(text), "", "base"), Msg: fmt.Sprintf("base = %q: %v", bs, serr)}
+		}
 		merged, err = r.loadFile(bp, append(chain, abs))
 		if err != nil {
 			return nil, err

@@ -184,6 +184,13 @@ func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale ti
 	return t, err
 }
 
+// Unfinished counts the sweep's trials that are pending or running.
+func (s *Store) Unfinished(sweepID int64) (int, error) {
+	var n int
+	err := s.DB.QueryRow(`SELECT COUNT(*) FROM trials WHERE state IN ('pending', 'running') AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID).Scan(&n)
+	return n, err
+}
+
 // Heartbeat records that the owner is alive and at step.
 func (s *Store) Heartbeat(id int64, owner string, step int) error {
 	_, err := s.DB.Exec(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`, now(), step, id, owner)

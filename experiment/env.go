@@ -1,0 +1,110 @@
+package experiment
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/gomlx/compute"
+	"mimlab/data"
+	"mimlab/framework/spec"
+	"mimlab/framework/store"
+)
+
+// Env is what the trials of one process share: the backend, loaded datasets, the resolved specs of the
+// sweeps it expanded, where files go and where progress is printed.
+type Env struct {
+	Backend     compute.Backend
+	BackendName string
+	RunsDir     string // per-trial checkpoints and exports: RunsDir/<hash>/
+	CacheDir    string // tokenizers
+	Log         io.Writer
+
+	mu       sync.Mutex
+	datasets map[string]*data.Dataset
+	specs    map[string]*spec.Resolved
+}
+
+// NewEnv makes an environment.
+func NewEnv(be compute.Backend, backendName, runsDir string, log io.Writer) *Env {
+	return &Env{Backend: be, BackendName: backendName, RunsDir: runsDir, CacheDir: filepath.Join(runsDir, "cache"), Log: log,
+		datasets: map[string]*data.Dataset{}, specs: map[string]*spec.Resolved{}}
+}
+
+// AddSpec makes a resolved trial known to the environment (the runner gives jobs only the trial row).
+func (e *Env) AddSpec(hash string, res *spec.Resolved) {
+	e.mu.Lock()
+	e.specs[hash] = res
+	e.mu.Unlock()
+}
+
+func (e *Env) spec(hash string) (*spec.Resolved, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.specs[hash]
+	if !ok {
+		return nil, fmt.Errorf("trial %s was not expanded by this process (run its spec file)", hash)
+	}
+	return r, nil
+}
+
+// DataKey is the canonical description of a data config (what makes two datasets the same).
+func DataKey(c *data.Config) string {
+	k := *c
+	k.BatchSize = 0 // the batch does not change the images
+	b, _ := json.Marshal(k)
+	return string(b)
+}
+
+// Dataset loads (once per process) the dataset a data config describes.
+func (e *Env) Dataset(c *data.Config) (*data.Dataset, error) {
+	key := DataKey(c)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d, ok := e.datasets[key]; ok {
+		return d, nil
+	}
+	d, err := data.Load(c)
+	if err != nil {
+		return nil, err
+	}
+	e.datasets[key] = d
+	return d, nil
+}
+
+// Provenance describes this process for the trials table.
+func (e *Env) Provenance() store.Provenance {
+	p := store.Provenance{GoVersion: runtime.Version(), Backend: e.BackendName, GPU: "none"}
+	if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		p.GitCommit = strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
+			p.GitDirty = len(strings.TrimSpace(string(st))) > 0
+		}
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var mods []string
+		for _, m := range bi.Deps {
+			if strings.Contains(m.Path, "gomlx") || strings.Contains(m.Path, "sqlite") || strings.Contains(m.Path, "gonum") {
+				mods = append(mods, m.Path+"@"+m.Version)
+			}
+		}
+		p.Modules = strings.Join(mods, " ")
+	}
+	p.Host, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				p.CPU = fmt.Sprintf("%s x%d", strings.TrimSpace(strings.SplitN(l, ":", 2)[1]), runtime.NumCPU())
+				break
+			}
+		}
+	}
+	return p
+}

@@ -1,0 +1,314 @@
+package experiment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/gomlx/core/tensors"
+	"mimlab/components/masking"
+	"mimlab/components/method"
+	"mimlab/components/targets"
+	"mimlab/data"
+	"mimlab/framework/runner"
+	"mimlab/framework/store"
+	"mimlab/nn"
+)
+
+// Trial is a prepared trial: data, model, target and configs.
+type Trial struct {
+	Cfg   Configs
+	Data  *data.Dataset
+	Model *method.Model
+	Tok   targets.Tokenizer
+	Mask  masking.Strategy
+	Dir   string
+	env   *Env
+}
+
+// Prepare loads the data and builds the model of a resolved trial.
+func (e *Env) Prepare(hash string) (*Trial, error) {
+	res, err := e.spec(hash)
+	if err != nil {
+		return nil, err
+	}
+	c := Typed(res)
+	ds, err := e.Dataset(c.Data)
+	if err != nil {
+		return nil, err
+	}
+	var target targets.Target
+	var tok targets.Tokenizer
+	if c.Method.Name != "supervised" {
+		f, err := targets.Registry.Build(c.Targets.Name, c.Targets)
+		if err != nil {
+			return nil, err
+		}
+		target, err = f.Prepare(targets.Env{Backend: e.Backend, Data: ds, DataKey: DataKey(c.Data), Patch: c.Data.PatchSize, CacheDir: e.CacheDir, Log: e.Log})
+		if err != nil {
+			return nil, err
+		}
+		tok = target.Tokenizer()
+	}
+	m, err := assemble(c, ds.Channels, ds.Classes, target)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Check(); err != nil {
+		return nil, err
+	}
+	strat, err := masking.Registry.Build(c.Masking.Name, c.Masking)
+	if err != nil {
+		return nil, err
+	}
+	return &Trial{Cfg: c, Data: ds, Model: m, Tok: tok, Mask: strat, Dir: filepath.Join(e.RunsDir, hash), env: e}, nil
+}
+
+// TotalSteps is train.steps, or epochs x batches per epoch.
+func (t *Trial) TotalSteps() int {
+	if t.Cfg.Train.Steps > 0 {
+		return t.Cfg.Train.Steps
+	}
+	return t.Cfg.Train.Epochs * (t.Data.Train.N / t.Cfg.Data.BatchSize)
+}
+
+func (t *Trial) loaderConfig(train bool) data.LoaderConfig {
+	c := t.Cfg.Data
+	lc := data.LoaderConfig{BatchSize: c.BatchSize, Seed: t.Cfg.Train.Seed, Normalize: c.Normalize}
+	if train {
+		lc.Shuffle, lc.DropLast, lc.Augment = true, true, c.Augment
+		lc.CropScale = [2]float64{c.CropScale[0], c.CropScale[1]}
+	}
+	return lc
+}
+
+// StepInputs turns a batch into the training step's data tensors: images, masks (a pure function of
+// (seed, step, sample)), tokens or labels.
+func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) {
+	v := t.Model.ViT
+	bs := len(b.Labels)
+	imgs := tensors.FromFlatDataAndDimensions(b.Images, bs, v.Channels, v.ImageSize, v.ImageSize)
+	if t.Model.Method.Name == "supervised" {
+		return []*tensors.Tensor{imgs, tensors.FromFlatDataAndDimensions(append([]int64(nil), b.Labels...), bs)}, nil
+	}
+	n, g := v.NumPatches(), v.Grid()
+	vis := make([]int64, 0, bs*(n-t.Model.NumMasked))
+	msk := make([]int64, 0, bs*t.Model.NumMasked)
+	mf := make([]float32, bs*n)
+	for i := 0; i < bs; i++ {
+		r := rand.New(rand.NewPCG(t.Cfg.Train.Seed^0x6d61736b, uint64(b.Step)<<20|uint64(i)))
+		vi, mi := masking.Indices(t.Mask.Mask(r, g))
+		if len(mi) != t.Model.NumMasked {
+			return nil, fmt.Errorf("masking %s returned %d masked patches, want %d", t.Cfg.Masking.Name, len(mi), t.Model.NumMasked)
+		}
+		vis, msk = append(vis, vi...), append(msk, mi...)
+		for _, j := range mi {
+			mf[i*n+int(j)] = 1
+		}
+	}
+	out := []*tensors.Tensor{imgs, tensors.FromFlatDataAndDimensions(vis, bs, n-t.Model.NumMasked),
+		tensors.FromFlatDataAndDimensions(msk, bs, t.Model.NumMasked), tensors.FromFlatDataAndDimensions(mf, bs, n)}
+	if t.Tok != nil {
+		toks, err := t.Tok.Tokenize(b.Images, bs)
+		if err != nil {
+			return nil, fmt.Errorf("tokenizing: %w", err)
+		}
+		out = append(out, tensors.FromFlatDataAndDimensions(toks, bs, n))
+	}
+	return out, nil
+}
+
+func (t *Trial) optimizer() nn.AdamW {
+	tc := t.Cfg.Train
+	return nn.AdamW{Beta1: tc.Beta1, Beta2: tc.Beta2, Eps: 1e-8, WeightDecay: tc.WeightDecay, Clip: tc.Clip}
+}
+
+// NewTrainer builds the trainer (parameters initialised from train.seed).
+func (t *Trial) NewTrainer() (*nn.Trainer, error) {
+	return nn.NewTrainer(t.env.Backend, dtypes.Float32, t.Model.Loss, t.Model.DataShapes(t.Cfg.Data.BatchSize), t.optimizer(), t.Cfg.Train.Seed)
+}
+
+func (t *Trial) checkpointPath() string { return filepath.Join(t.Dir, "checkpoint.safetensors") }
+
+// SaveCheckpoint writes parameters, AdamW moments and the step atomically.
+func (t *Trial) SaveCheckpoint(tr *nn.Trainer) error {
+	arr := map[string]nn.Array{"step": {Shape: []int{1}, I64: []int64{int64(tr.Step)}}}
+	for i, p := range tr.Set.Params {
+		arr["param/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.Params[i])}
+		arr["m/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.M[i])}
+		arr["v/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.V[i])}
+	}
+	return nn.SaveSafetensors(t.checkpointPath(), arr, map[string]string{"format": "mimlab-checkpoint-1"})
+}
+
+// LoadCheckpoint restores a trainer; false when there is no checkpoint.
+func (t *Trial) LoadCheckpoint(tr *nn.Trainer) (bool, error) {
+	arr, _, err := nn.LoadSafetensors(t.checkpointPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("checkpoint %s: %w", t.checkpointPath(), err)
+	}
+	for i, p := range tr.Set.Params {
+		for _, part := range []struct {
+			pre string
+			dst []*tensors.Tensor
+		}{{"param/", tr.Params}, {"m/", tr.M}, {"v/", tr.V}} {
+			a, ok := arr[part.pre+p.Name]
+			if !ok || a.Size() != p.Size() {
+				return false, fmt.Errorf("checkpoint %s: %s%s missing or of another shape (the model changed?)", t.checkpointPath(), part.pre, p.Name)
+			}
+			part.dst[i] = nn.TensorOf(dtypes.Float32, a.F32, p.Dims...)
+		}
+	}
+	tr.Step = int(arr["step"].I64[0])
+	return true, nil
+}
+
+// Job is the runner's job: train (resuming from a checkpoint), evaluate, export.
+func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) error {
+	s := rec.Store()
+	prov := e.Provenance()
+	if err := s.SetProvenance(st.ID, prov); err != nil {
+		return err
+	}
+	t, err := e.Prepare(st.Hash)
+	if err != nil {
+		return err
+	}
+	if t.Tok != nil {
+		if info := t.Tok.Info(); info != nil {
+			for k, v := range info {
+				rec.Eval("tokenizer", k, v)
+			}
+			rec.Artifact("tokenizer", t.Tok.Path())
+		}
+	}
+	if err := os.MkdirAll(t.Dir, 0o755); err != nil {
+		return err
+	}
+	tr, err := t.NewTrainer()
+	if err != nil {
+		return err
+	}
+	defer tr.Finalize()
+	resumed, err := t.LoadCheckpoint(tr)
+	if err != nil {
+		return err
+	}
+	total := t.TotalSteps()
+	if resumed {
+		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, st.Name, tr.Step, total)
+		if err := s.TruncateMetrics(st.ID, tr.Step); err != nil {
+			return err
+		}
+	}
+	if err := t.train(ctx, st, tr, rec, total); err != nil {
+		return err
+	}
+	if err := t.Evaluate(ctx, st.ID, tr.Params, rec); err != nil {
+		return err
+	}
+	return t.export(tr, rec)
+}
+
+func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec runner.Recorder, total int) error {
+	tc := t.Cfg.Train
+	sched := nn.Schedule{Base: tc.LR, Min: tc.MinLR, Warmup: tc.WarmupSteps, Total: total}
+	if tr.Step >= total {
+		return nil
+	}
+	loader := data.NewLoader(t.Data, &t.Data.Train, t.loaderConfig(true), tr.Step)
+	defer loader.Close()
+	names := t.Model.MetricNames()
+	var pending []store.Metric
+	flush := func() error {
+		err := rec.Metrics(pending)
+		pending = pending[:0]
+		return err
+	}
+	checkpoint := func() error {
+		if err := flush(); err != nil {
+			return err
+		}
+		if err := t.SaveCheckpoint(tr); err != nil {
+			return err
+		}
+		return rec.Artifact("checkpoint", t.checkpointPath())
+	}
+	start, lastPrint := time.Now(), time.Now()
+	startStep := tr.Step
+	bs := t.Cfg.Data.BatchSize
+	for tr.Step < total {
+		if ctx.Err() != nil {
+			if err := checkpoint(); err != nil {
+				return fmt.Errorf("checkpoint on interrupt: %w", err)
+			}
+			return ctx.Err()
+		}
+		b := loader.Next()
+		in, err := t.StepInputs(b)
+		if err != nil {
+			return err
+		}
+		lr := sched.At(tr.Step)
+		loss, gn, met, err := tr.TrainStep(lr, in...)
+		if err != nil {
+			flush()
+			return err // NaN/Inf loss or an engine error: the trial fails with the reason
+		}
+		step := tr.Step
+		rec.Progress(step)
+		if step%tc.LogEvery == 0 || step == total {
+			pending = append(pending, store.Metric{Step: step, Name: "loss", Value: loss}, store.Metric{Step: step, Name: "grad_norm", Value: gn},
+				store.Metric{Step: step, Name: "lr", Value: lr})
+			for i, n := range names {
+				pending = append(pending, store.Metric{Step: step, Name: n, Value: met[i]})
+			}
+		}
+		if tc.CheckpointEvery > 0 && step%tc.CheckpointEvery == 0 && step < total {
+			if err := checkpoint(); err != nil {
+				return err
+			}
+		}
+		if time.Since(lastPrint) > 5*time.Second || step == total || step == startStep+1 {
+			el := time.Since(start).Seconds()
+			ips := float64((step-startStep)*bs) / el
+			eta := time.Duration(float64(total-step)/math.Max(float64(step-startStep), 1)*el) * time.Second
+			fmt.Fprintf(t.env.Log, "trial %d %s: step %d/%d loss %.4f %.0f img/s ETA %s\n", st.ID, st.Name, step, total, loss, ips, eta.Round(time.Second))
+			lastPrint = time.Now()
+		}
+	}
+	return checkpoint()
+}
+
+func (t *Trial) export(tr *nn.Trainer, rec runner.Recorder) error {
+	path := filepath.Join(t.Dir, "encoder.safetensors")
+	if err := ExportEncoder(t, tr.Set, tr.Params, path); err != nil {
+		return err
+	}
+	return rec.Artifact("encoder", path)
+}
+
+// ExportEncoder writes the encoder's weights with timm's ViT names (plus the fixed pos_embed with its zero
+// cls row), loadable into a BEiT/CAE-style PyTorch ViT.
+func ExportEncoder(t *Trial, set *nn.ParamSet, params []*tensors.Tensor, path string) error {
+	arr := nn.ToArrays(set, params, "encoder.")
+	v := t.Model.ViT
+	pe := make([]float32, (v.NumPatches()+1)*v.Dim)
+	for i, x := range nn.SinCos2D(v.Grid(), v.Dim) {
+		pe[v.Dim+i] = float32(x)
+	}
+	arr["pos_embed"] = nn.Array{Shape: []int{1, v.NumPatches() + 1, v.Dim}, F32: pe}
+	meta := map[string]string{"format": "timm-vit", "dim": fmt.Sprint(v.Dim), "depth": fmt.Sprint(v.Depth), "heads": fmt.Sprint(v.Heads),
+		"patch_size": fmt.Sprint(v.PatchSize), "image_size": fmt.Sprint(v.ImageSize), "in_chans": fmt.Sprint(v.Channels),
+		"mlp_ratio": fmt.Sprint(v.MLPRatio), "layer_scale": fmt.Sprint(v.LayerScale), "method": t.Cfg.Method.Name}
+	return nn.SaveSafetensors(path, arr, meta)
+}
