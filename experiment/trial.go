@@ -50,7 +50,7 @@ func (e *Env) Prepare(hash string) (*Trial, error) {
 		if err != nil {
 			return nil, err
 		}
-		target, err = f.Prepare(targets.Env{Backend: e.Backend, Data: ds, DataKey: DataKey(c.Data), Patch: c.Data.PatchSize, CacheDir: e.CacheDir, Log: e.Log})
+		target, err = f.Prepare(targets.Env{Backend: e.Backend, Data: ds, DataKey: DataKey(c.Data), Patch: c.Data.PatchSize, CacheDir: e.CacheDir, Log: e.Log, Normalized: c.Data.Normalize})
 		if err != nil {
 			return nil, err
 		}

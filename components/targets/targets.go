@@ -50,6 +50,8 @@ type Env struct {
 	Patch    int
 	CacheDir string
 	Log      io.Writer
+	// Normalized says the loader standardises images (Data.Mean/Std): tokenizers that want [0,1] undo it.
+	Normalized bool
 }
 
 // Factory prepares a target for an environment.
