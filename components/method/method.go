@@ -152,7 +152,10 @@ func (m *Model) MetricNames() []string {
 	case "supervised":
 		return []string{"train_acc"}
 	case "cae":
-		out := []string{"target_loss", "align_loss"}
+		out := []string{"target_loss"}
+		if m.Method.AlignWeight > 0 { // with alignment off nothing is computed, so nothing is reported
+			out = append(out, "align_loss")
+		}
 		if m.Discrete() {
 			out = append(out, "token_acc")
 		}
@@ -208,8 +211,6 @@ func (m *Model) Loss(s nn.Scope, in []*Node) (*Node, []*Node) {
 		var align *Node
 		if m.Method.AlignWeight > 0 {
 			align = nn.MSE(zm, m.AlignTarget(s, patches, in[InMasked]))
-		} else {
-			align = ZerosLike(ReduceAllSum(zm)) // reported as 0 when alignment is off
 		}
 		return m.targetLoss(pred, patches, in, align)
 	}
@@ -220,10 +221,8 @@ func (m *Model) targetLoss(pred, patches *Node, in []*Node, align *Node) (*Node,
 	tl, acc := m.Target.Loss(pred, m.targetInputs(patches, in))
 	loss := tl
 	metrics := []*Node{tl}
-	if m.Method.Name == "cae" {
-		if m.Method.AlignWeight > 0 {
-			loss = Add(loss, MulScalar(align, m.Method.AlignWeight))
-		}
+	if align != nil {
+		loss = Add(loss, MulScalar(align, m.Method.AlignWeight))
 		metrics = append(metrics, align)
 	}
 	if acc != nil {
