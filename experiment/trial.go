@@ -312,3 +312,6 @@ func ExportEncoder(t *Trial, set *nn.ParamSet, params []*tensors.Tensor, path st
 		"mlp_ratio": fmt.Sprint(v.MLPRatio), "layer_scale": fmt.Sprint(v.LayerScale), "method": t.Cfg.Method.Name}
 	return nn.SaveSafetensors(path, arr, meta)
 }
+
+// Env is the environment the trial was prepared in.
+func (t *Trial) Env() *Env { return t.env }
