@@ -266,7 +266,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 		}
 		step := tr.Step
 		rec.Progress(step)
-		if step%tc.LogEvery == 0 || step == total {
+		if step%tc.LogEvery == 0 || step == total || step == 1 {
 			pending = append(pending, store.Metric{Step: step, Name: "loss", Value: loss}, store.Metric{Step: step, Name: "grad_norm", Value: gn},
 				store.Metric{Step: step, Name: "lr", Value: lr})
 			for i, n := range names {

@@ -69,3 +69,34 @@ func TestClaimIsExclusiveAndStaleIsReclaimed(t *testing.T) {
 		t.Fatalf("claimed a live trial: %+v", tr)
 	}
 }
+
+// Many processes' worth of connections opening one new database at once migrate it exactly once.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(path)
+			if err != nil {
+				errs <- err
+				return
+			}
+			s.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	s, _ := Open(path)
+	defer s.Close()
+	var n int
+	s.DB.QueryRow(`SELECT COUNT(*) FROM schema_version`).Scan(&n)
+	if n != len(migrations) {
+		t.Fatalf("%d schema_version rows, want %d", n, len(migrations))
+	}
+}
