@@ -1,7 +1,9 @@
 package nn
 
 import (
+	"io"
 	"math"
+	"strings"
 	"math/rand/v2"
 	"testing"
 
@@ -299,6 +301,19 @@ func TestSGDNesterovMatchesReference(t *testing.T) {
 	for j := range w {
 		if math.Abs(got[j]-w[j]) > 1e-12 {
 			t.Fatalf("w[%d] = %.15g, reference %.15g", j, got[j], w[j])
+		}
+	}
+}
+
+// Without a GPU build, asking for CUDA says how to get one; never a panic.
+func TestCUDAErrorWithoutGPUBuild(t *testing.T) {
+	_, _, err := NewBackend("cuda", io.Discard)
+	if err == nil {
+		t.Skip("this binary has a working CUDA backend")
+	}
+	for _, w := range []string{"cuda", "-tags xla", "PJRT"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
 		}
 	}
 }

@@ -108,6 +108,13 @@ func points(r *spec.Raw) ([]point, error) {
 	// zip
 	if z, ok := sw["zip"].(map[string]any); ok {
 		keys := sortedKeys(z)
+		if g, ok := sw["grid"].(map[string]any); ok {
+			for _, k := range keys {
+				if _, both := g[k]; both {
+					return nil, sweepErr(r, "%q is in both [sweep.grid] and [sweep.zip] (a base's sweep is merged in): a key may be swept by one of them", k)
+				}
+			}
+		}
 		n := -1
 		for _, k := range keys {
 			vals, ok := z[k].([]any)

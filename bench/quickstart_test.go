@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"sort"
+	"testing"
+	"time"
+
+	"mimlab/data"
+	"mimlab/experiment"
+	"mimlab/framework/spec"
+	"mimlab/framework/sweep"
+	"mimlab/nn"
+)
+
+// BenchmarkQuickstartStep times a full training step (forward, backward, clipping, AdamW) of the
+// quickstart's CAE and BEiT models (experiments/quickstart.toml) on MIMLAB_BENCH_BACKEND (default ort):
+// the median over b.N steps after warm-up, on a fixed batch ("step"), and with the loader, masks and
+// host-side preparation included ("step+data"). bench/cae_torch.py is the same step in PyTorch.
+func BenchmarkQuickstartStep(b *testing.B) {
+	name := os.Getenv("MIMLAB_BENCH_BACKEND")
+	if name == "" {
+		name = "ort"
+	}
+	be, resolved, err := nn.NewBackend(name, io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sets []string // MIMLAB_BENCH_SET="encoder.dim=128;data.image_size=56" resizes the model (scaling table)
+	if v := os.Getenv("MIMLAB_BENCH_SET"); v != "" {
+		sets = strings.Split(v, ";")
+	}
+	raw, err := spec.Load("../experiments/quickstart.toml", sets)
+	if err != nil {
+		b.Fatal(err)
+	}
+	trials, err := sweep.Expand(raw, experiment.Sections())
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := experiment.NewEnv(be, resolved, b.TempDir(), io.Discard)
+	for _, tr := range trials {
+		method := experiment.Typed(tr.Resolved).Method.Name
+		b.Run(method, func(b *testing.B) {
+			env.AddSpec(tr.Hash, tr.Resolved)
+			t, err := env.Prepare(tr.Hash)
+			if err != nil {
+				b.Fatal(err)
+			}
+			trn, err := t.NewTrainer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer trn.Finalize()
+			bs := t.Cfg.Data.BatchSize
+			l := data.NewLoader(t.Data, &t.Data.Train, data.LoaderConfig{BatchSize: bs, Seed: 1, Shuffle: true, DropLast: true,
+				Augment: t.Cfg.Data.Augment, CropScale: [2]float64{0.7, 1}, Normalize: t.Cfg.Data.Normalize}, 0)
+			defer l.Close()
+			fixed, err := t.StepInputs(l.Next())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				if _, _, _, err := trn.TrainStep(1e-4, fixed...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var step, full []float64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				if _, _, _, err := trn.TrainStep(1e-4, fixed...); err != nil {
+					b.Fatal(err)
+				}
+				step = append(step, ms2(time.Since(t0)))
+				t0 = time.Now()
+				in, err := t.StepInputs(l.Next())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, _, err := trn.TrainStep(1e-4, in...); err != nil {
+					b.Fatal(err)
+				}
+				full = append(full, ms2(time.Since(t0)))
+			}
+			var ru syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			sort.Float64s(step)
+			sort.Float64s(full)
+			b.ReportMetric(step[len(step)/2], "median-ms/step")
+			if os.Getenv("MIMLAB_BENCH_PRINT") != "" {
+				fmt.Printf("RESULT mimlab-%s-%s median_ms=%.2f images_per_s=%.0f with_data_ms=%.2f batch=%d dim=%d tokens=%d peak_rss_mb=%.0f\n", resolved, method,
+					step[len(step)/2], float64(bs)/step[len(step)/2]*1000, full[len(full)/2], bs, t.Model.ViT.Dim, t.Model.ViT.NumPatches(), float64(ru.Maxrss)/1024)
+			}
+		})
+	}
+}
+
+func ms2(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
