@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"syscall"
-	"sort"
 	"testing"
 	"time"
 

@@ -3,8 +3,8 @@ package nn
 import (
 	"io"
 	"math"
-	"strings"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"

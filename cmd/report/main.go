@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"mimlab/report"
+	"mimlab/analysis/report"
 )
 
 func main() {

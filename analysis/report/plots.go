@@ -1,0 +1,169 @@
+package report
+
+import (
+	"image/color"
+	"math"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+type curve struct {
+	name         string
+	x, mean, std []float64
+}
+
+type barGroup struct {
+	name string
+	vals []stats // one per category
+}
+
+// lineChart plots curves (mean line and a ±std band) to a PNG.
+func lineChart(path, title, xl, yl string, cs []curve) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text, p.Y.Label.Text = xl, yl
+	p.Legend.Top = true
+	for i, c := range cs {
+		col := plotutil.Color(i)
+		if hasSpread(c.std) {
+			var poly plotter.XYs
+			for j := range c.x {
+				poly = append(poly, plotter.XY{X: c.x[j], Y: c.mean[j] + c.std[j]})
+			}
+			for j := len(c.x) - 1; j >= 0; j-- {
+				poly = append(poly, plotter.XY{X: c.x[j], Y: c.mean[j] - c.std[j]})
+			}
+			if band, err := plotter.NewPolygon(poly); err == nil {
+				r, g, b, _ := col.RGBA()
+				band.Color = color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 60}
+				band.LineStyle.Width = 0
+				p.Add(band)
+			}
+		}
+		pts := make(plotter.XYs, len(c.x))
+		for j := range c.x {
+			pts[j] = plotter.XY{X: c.x[j], Y: c.mean[j]}
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		l.Color = col
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(c.name, l)
+	}
+	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+}
+
+func hasSpread(s []float64) bool {
+	for _, v := range s {
+		if v > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// barChart draws grouped bars: one group per category (protocol), one bar per group entry (configuration
+// or reference row), with ±std error bars.
+func barChart(path, title string, categories []string, groups []barGroup) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = "top-1"
+	p.Y.Min, p.Y.Max = 0, 1
+	w := vg.Points(math.Max(4, 60/float64(len(groups)+1)))
+	for i, g := range groups {
+		vals := make(plotter.Values, len(categories))
+		errs := make(plotter.YErrors, len(categories))
+		xys := make(plotter.XYs, len(categories))
+		for j := range categories {
+			if j < len(g.vals) {
+				vals[j] = g.vals[j].Mean
+				errs[j] = struct{ Low, High float64 }{g.vals[j].Std, g.vals[j].Std}
+			}
+			xys[j] = plotter.XY{X: float64(j), Y: vals[j]}
+		}
+		b, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return err
+		}
+		b.Color = plotutil.Color(i)
+		b.LineStyle.Width = 0
+		off := (float64(i) - float64(len(groups)-1)/2) * float64(w)
+		b.Offset = vg.Length(off)
+		p.Add(b)
+		p.Legend.Add(shorten(g.name), b)
+		eb := &errBars{xys: xys, errs: errs, off: vg.Length(off)}
+		p.Add(eb)
+	}
+	p.NominalX(categories...)
+	p.Legend.Top = true
+	p.Legend.Left = false
+	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+}
+
+func shorten(s string) string {
+	if len(s) > 70 {
+		return s[:67] + "..."
+	}
+	return s
+}
+
+// errBars draws vertical error bars at bar positions shifted by off.
+type errBars struct {
+	xys  plotter.XYs
+	errs plotter.YErrors
+	off  vg.Length
+}
+
+func (e *errBars) Plot(c draw.Canvas, p *plot.Plot) {
+	tx, ty := p.Transforms(&c)
+	for i, xy := range e.xys {
+		lo, hi := e.errs[i].Low, e.errs[i].High
+		if lo == 0 && hi == 0 {
+			continue
+		}
+		x := tx(xy.X) + e.off
+		c.StrokeLine2(draw.LineStyle{Color: color.Black, Width: vg.Points(1)}, x, ty(xy.Y-lo), x, ty(xy.Y+hi))
+		c.StrokeLine2(draw.LineStyle{Color: color.Black, Width: vg.Points(1)}, x-2, ty(xy.Y+hi), x+2, ty(xy.Y+hi))
+		c.StrokeLine2(draw.LineStyle{Color: color.Black, Width: vg.Points(1)}, x-2, ty(xy.Y-lo), x+2, ty(xy.Y-lo))
+	}
+}
+
+// scatter draws a 2-D embedding coloured by label.
+func scatter(path, title string, y []float64, labels []int, names []string) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.HideAxes()
+	by := map[int]plotter.XYs{}
+	for i, l := range labels {
+		by[l] = append(by[l], plotter.XY{X: y[2*i], Y: y[2*i+1]})
+	}
+	for l := 0; l < len(names); l++ {
+		pts, ok := by[l]
+		if !ok {
+			continue
+		}
+		s, err := plotter.NewScatter(pts)
+		if err != nil {
+			return err
+		}
+		s.GlyphStyle.Color = palette(l)
+		s.GlyphStyle.Radius = vg.Points(1.5)
+		s.GlyphStyle.Shape = draw.CircleGlyph{}
+		p.Add(s)
+		p.Legend.Add(names[l], s)
+	}
+	p.Legend.Top = true
+	return p.Save(5*vg.Inch, 5*vg.Inch, path)
+}
+
+var tab10 = []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255},
+	{140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}, {23, 190, 207, 255}}
+
+func palette(i int) color.Color { return tab10[i%len(tab10)] }

@@ -1,0 +1,364 @@
+// Package report turns a results database into report/index.html (self-contained: relative PNG links,
+// opens from the file system) and, on request, the same tables as Markdown: training curves per
+// configuration (mean and spread over seeds), probe accuracies with error bars beside the raw-pixel and
+// random-init reference rows, accuracy against each swept numeric axis, and from the trained models the
+// paper's figures: patch-level t-SNE (Fig. 5), cls attention maps (Fig. 6) and reconstructions with the
+// regressor skipped (Fig. 4). Figures computed from a model are cached by trial hash and step, so a second
+// run only computes what changed.
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"mimlab/framework/store"
+)
+
+// Options configure a report.
+type Options struct {
+	DB, Sweep, Out string
+	Markdown       bool   // also write REPORT.md with the tables
+	Backend        string // for the model figures
+	Runs           string // where the trials' checkpoints are
+	Figures        bool   // compute t-SNE / attention / reconstructions
+	TSNEImages     int    // test images whose patches go into each t-SNE map
+	Log            io.Writer
+}
+
+// trialInfo is a done trial with what the report needs.
+type trialInfo struct {
+	store.Trial
+	Config string            // the label without the seed: trials of one configuration across seeds
+	Point  map[string]string // sweep point
+	Evals  map[string]map[string]float64
+}
+
+var seedRE = regexp.MustCompile(`(,?)train\.seed=\d+`)
+
+func configOf(name string) string {
+	c := seedRE.ReplaceAllString(name, "")
+	c = strings.Replace(c, "[,", "[", 1)
+	return strings.TrimSuffix(c, "[]")
+}
+
+func pointOf(name string) map[string]string {
+	out := map[string]string{}
+	i := strings.Index(name, "[")
+	if i < 0 || !strings.HasSuffix(name, "]") {
+		return out
+	}
+	for _, kv := range strings.Split(name[i+1:len(name)-1], ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// stats is mean, standard deviation (n-1) and count.
+type stats struct {
+	Mean, Std float64
+	N         int
+}
+
+func summarize(v []float64) stats {
+	if len(v) == 0 {
+		return stats{}
+	}
+	m := 0.0
+	for _, x := range v {
+		m += x
+	}
+	m /= float64(len(v))
+	s := 0.0
+	for _, x := range v {
+		s += (x - m) * (x - m)
+	}
+	if len(v) > 1 {
+		s = math.Sqrt(s / float64(len(v)-1))
+	}
+	return stats{m, s, len(v)}
+}
+
+func (s stats) String() string {
+	if s.N == 0 {
+		return "-"
+	}
+	if s.N == 1 {
+		return fmt.Sprintf("%.4f (n=1)", s.Mean)
+	}
+	return fmt.Sprintf("%.4f ± %.4f (n=%d)", s.Mean, s.Std, s.N)
+}
+
+// Generate writes the report.
+func Generate(opt Options) error {
+	if !store.Exists(opt.DB) {
+		return fmt.Errorf("--db %s: no such results database (run `sweep run` first)", opt.DB)
+	}
+	st, err := store.Open(opt.DB)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	all, err := st.Trials(opt.Sweep)
+	if err != nil {
+		return err
+	}
+	var trials []trialInfo
+	for _, t := range all {
+		if t.State != store.Done {
+			continue
+		}
+		ev, err := st.Evals(t.ID)
+		if err != nil {
+			return err
+		}
+		trials = append(trials, trialInfo{Trial: t, Config: configOf(t.Name), Point: pointOf(t.Name), Evals: ev})
+	}
+	if len(trials) == 0 {
+		return fmt.Errorf("%s has no finished trials%s", opt.DB, map[bool]string{true: " in sweep " + opt.Sweep, false: ""}[opt.Sweep != ""])
+	}
+	if err := os.MkdirAll(filepath.Join(opt.Out, "figs"), 0o755); err != nil {
+		return err
+	}
+	var configs []string
+	byConfig := map[string][]trialInfo{}
+	for _, t := range trials {
+		if _, ok := byConfig[t.Config]; !ok {
+			configs = append(configs, t.Config)
+		}
+		byConfig[t.Config] = append(byConfig[t.Config], t)
+	}
+	p := &page{title: "mimlab report", db: opt.DB}
+	step := 0
+	total := 3 + len(configs)
+	progress := func(what string) {
+		step++
+		fmt.Fprintf(opt.Log, "report: [%d/%d] %s\n", step, total, what)
+	}
+	progress("probe accuracies")
+	probes, err := probeSection(st, configs, byConfig, opt.Out)
+	if err != nil {
+		return err
+	}
+	p.add(probes)
+	progress("training curves")
+	curves, err := curveSection(st, configs, byConfig, opt.Out)
+	if err != nil {
+		return err
+	}
+	p.add(curves)
+	progress("swept axes")
+	if axes := axisSection(trials, opt.Out); axes != nil {
+		p.add(axes)
+	}
+	if opt.Figures {
+		figs, err := modelFigures(opt, configs, byConfig, func(what string) { progress(what) })
+		if err != nil {
+			return err
+		}
+		p.add(figs...)
+	}
+	if err := p.write(filepath.Join(opt.Out, "index.html")); err != nil {
+		return err
+	}
+	if opt.Markdown {
+		if err := os.WriteFile(filepath.Join(opt.Out, "REPORT.md"), []byte(p.markdown()), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(opt.Log, "report: wrote %s\n", filepath.Join(opt.Out, "index.html"))
+	return nil
+}
+
+// probeSection: the table of every probe number (mean ± std over seeds) beside the reference rows, and a
+// bar chart with error bars.
+func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, out string) (*section, error) {
+	protocols := []string{"linear", "knn", "attentive"}
+	sec := &section{title: "Probe accuracies (top-1 on the test split)", text: "Mean ± standard deviation over seeds (n = number of seeds). " +
+		"The reference rows are computed on the same splits: raw pixels, and the same encoder architecture at random initialisation."}
+	tab := table{head: append([]string{"configuration"}, protocols...)}
+	var bars []barGroup
+	for _, c := range configs {
+		row := []string{c}
+		g := barGroup{name: c}
+		for _, p := range protocols {
+			var v []float64
+			for _, t := range by[c] {
+				if x, ok := t.Evals[p]["top1"]; ok {
+					v = append(v, x)
+				}
+			}
+			s := summarize(v)
+			row = append(row, s.String())
+			g.vals = append(g.vals, s)
+		}
+		tab.rows = append(tab.rows, row)
+		bars = append(bars, g)
+	}
+	rows, err := st.DB.Query(`SELECT DISTINCT dataset, arch FROM baselines ORDER BY dataset, arch`)
+	if err != nil {
+		return nil, err
+	}
+	type ref struct{ d, a string }
+	var refs []ref
+	for rows.Next() {
+		var r ref
+		rows.Scan(&r.d, &r.a)
+		refs = append(refs, r)
+	}
+	rows.Close()
+	for _, r := range refs {
+		row := []string{"reference: " + r.d + ", " + r.a}
+		g := barGroup{name: r.a}
+		for _, p := range protocols {
+			var v []float64
+			rs, err := st.DB.Query(`SELECT value FROM baselines WHERE dataset = ? AND arch = ? AND protocol = ? AND metric = 'top1'`, r.d, r.a, p)
+			if err != nil {
+				return nil, err
+			}
+			for rs.Next() {
+				var x float64
+				rs.Scan(&x)
+				v = append(v, x)
+			}
+			rs.Close()
+			s := summarize(v)
+			row = append(row, s.String())
+			g.vals = append(g.vals, s)
+		}
+		tab.rows = append(tab.rows, row)
+		bars = append(bars, g)
+	}
+	sec.tables = append(sec.tables, tab)
+	img := filepath.Join("figs", "probes.png")
+	if err := barChart(filepath.Join(out, img), "probe accuracy (error bars: ±1 std over seeds)", protocols, bars); err != nil {
+		return nil, err
+	}
+	sec.images = append(sec.images, figure{img, "Probe accuracies per configuration, with the reference rows"})
+	return sec, nil
+}
+
+var curveMetrics = []string{"loss", "target_loss", "align_loss", "token_acc", "train_acc"}
+
+func curveSection(st *store.Store, configs []string, by map[string][]trialInfo, out string) (*section, error) {
+	sec := &section{title: "Training curves", text: "Each loss term per configuration: the mean over seeds, the band ±1 standard deviation."}
+	for i, c := range configs {
+		var series []curve
+		for _, m := range curveMetrics {
+			perStep := map[int][]float64{}
+			for _, t := range by[c] {
+				steps, vals, err := st.Series(t.ID, m)
+				if err != nil {
+					return nil, err
+				}
+				for j, s := range steps {
+					perStep[s] = append(perStep[s], vals[j])
+				}
+			}
+			if len(perStep) == 0 {
+				continue
+			}
+			var steps []int
+			for s := range perStep {
+				steps = append(steps, s)
+			}
+			sort.Ints(steps)
+			cv := curve{name: m}
+			for _, s := range steps {
+				sm := summarize(perStep[s])
+				cv.x = append(cv.x, float64(s))
+				cv.mean = append(cv.mean, sm.Mean)
+				cv.std = append(cv.std, sm.Std)
+			}
+			series = append(series, cv)
+		}
+		if len(series) == 0 {
+			continue
+		}
+		img := filepath.Join("figs", fmt.Sprintf("curves_%d.png", i))
+		if err := lineChart(filepath.Join(out, img), c, "step", "value", series); err != nil {
+			return nil, err
+		}
+		sec.images = append(sec.images, figure{img, c})
+	}
+	return sec, nil
+}
+
+// axisSection plots accuracy against every swept key with at least two numeric values.
+func axisSection(trials []trialInfo, out string) *section {
+	keys := map[string]map[float64]bool{}
+	for _, t := range trials {
+		for k, v := range t.Point {
+			if k == "train.seed" {
+				continue
+			}
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				if keys[k] == nil {
+					keys[k] = map[float64]bool{}
+				}
+				keys[k][f] = true
+			}
+		}
+	}
+	sec := &section{title: "Accuracy against swept axes", text: "Mean ± std over seeds and over the other swept keys at each value."}
+	var names []string
+	for k, vals := range keys {
+		if len(vals) >= 2 {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for i, k := range names {
+		var series []curve
+		tab := table{head: []string{k, "linear", "knn", "attentive"}}
+		var xs []float64
+		for v := range keys[k] {
+			xs = append(xs, v)
+		}
+		sort.Float64s(xs)
+		rowsBy := map[float64][]string{}
+		for _, p := range []string{"linear", "knn", "attentive"} {
+			cv := curve{name: p}
+			for _, x := range xs {
+				var v []float64
+				for _, t := range trials {
+					if f, err := strconv.ParseFloat(t.Point[k], 64); err == nil && f == x {
+						if a, ok := t.Evals[p]["top1"]; ok {
+							v = append(v, a)
+						}
+					}
+				}
+				s := summarize(v)
+				rowsBy[x] = append(rowsBy[x], s.String())
+				if s.N > 0 {
+					cv.x, cv.mean, cv.std = append(cv.x, x), append(cv.mean, s.Mean), append(cv.std, s.Std)
+				}
+			}
+			if len(cv.x) > 0 {
+				series = append(series, cv)
+			}
+		}
+		for _, x := range xs {
+			tab.rows = append(tab.rows, append([]string{strconv.FormatFloat(x, 'g', 6, 64)}, rowsBy[x]...))
+		}
+		sec.tables = append(sec.tables, tab)
+		if len(series) > 0 {
+			img := filepath.Join("figs", fmt.Sprintf("axis_%d.png", i))
+			if err := lineChart(filepath.Join(out, img), "top-1 against "+k, k, "top-1", series); err == nil {
+				sec.images = append(sec.images, figure{img, k})
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return sec
+}

@@ -1,0 +1,136 @@
+package report
+
+import (
+	"context"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"mimlab/experiment"
+	"mimlab/framework/runner"
+	"mimlab/framework/spec"
+	"mimlab/framework/store"
+	"mimlab/framework/sweep"
+	"mimlab/nn/nntest"
+)
+
+const tinySweep = `name = "tiny"
+[data]
+name = "synthetic"
+image_size = 12
+patch_size = 4
+batch_size = 16
+num_train = 64
+num_test = 48
+classes = 4
+[masking]
+num_masked = 4
+min_block = 2
+[targets]
+normalize = true
+[encoder]
+dim = 16
+depth = 1
+heads = 2
+[regressor]
+depth = 1
+[decoder]
+depth = 1
+[train]
+steps = 8
+warmup_steps = 2
+checkpoint_every = 4
+log_every = 2
+backend = "go"
+[eval]
+protocols = ["linear", "knn"]
+[sweep]
+seeds = [1, 2]
+[sweep.grid]
+"masking.num_masked" = [3, 4]
+`
+
+// After a sweep, the report writes index.html whose every image exists and is a valid PNG, with the
+// figures of each kind; a second run reuses the cached model figures.
+func TestReportImagesAreValidPNGs(t *testing.T) {
+	dir := t.TempDir()
+	sp := filepath.Join(dir, "tiny.toml")
+	os.WriteFile(sp, []byte(tinySweep), 0o644)
+	raw, err := spec.Load(sp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trials, err := sweep.Expand(raw, experiment.Sections())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "results.db")
+	st, err := store.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := experiment.NewEnv(nntest.Go(t), "go", filepath.Join(dir, "runs"), io.Discard)
+	var nts []store.NewTrial
+	for _, tr := range trials {
+		env.AddSpec(tr.Hash, tr.Resolved)
+		nts = append(nts, store.NewTrial{Hash: tr.Hash, Name: tr.Label, Spec: tr.Full()})
+	}
+	sid, err := st.AddSweep(raw.Name, sp, nts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := runner.Run(context.Background(), st, sid, runner.Options{Workers: 1, Log: io.Discard}, env.Job)
+	st.Close()
+	if sum.Done != 4 {
+		t.Fatalf("%+v", sum)
+	}
+	out := filepath.Join(dir, "report")
+	opt := Options{DB: db, Out: out, Markdown: true, Backend: "go", Runs: filepath.Join(dir, "runs"), Figures: true, TSNEImages: 6, Log: io.Discard}
+	if err := Generate(opt); err != nil {
+		t.Fatal(err)
+	}
+	html, err := os.ReadFile(filepath.Join(out, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs := regexp.MustCompile(`<img src="([^"]+)"`).FindAllStringSubmatch(string(html), -1)
+	kinds := map[string]int{}
+	for _, m := range srcs {
+		p := filepath.Join(out, m[1])
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatalf("index.html references %s: %v", m[1], err)
+		}
+		if _, err := png.Decode(f); err != nil {
+			t.Fatalf("%s is not a valid PNG: %v", m[1], err)
+		}
+		f.Close()
+		for _, k := range []string{"probes", "curves", "axis", "tsne_class", "tsne_fg", "attention", "recon"} {
+			if strings.Contains(m[1], k) {
+				kinds[k]++
+			}
+		}
+	}
+	for _, k := range []string{"probes", "curves", "axis", "tsne_class", "tsne_fg", "attention", "recon"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s figure in index.html", k)
+		}
+	}
+	if md, err := os.ReadFile(filepath.Join(out, "REPORT.md")); err != nil || !strings.Contains(string(md), "± ") {
+		t.Errorf("REPORT.md lacks mean ± std: %v", err)
+	}
+	// Re-run: model figures come from the cache (their files are not rewritten).
+	cached := filepath.Join(out, srcs[len(srcs)-1][1])
+	before, _ := os.Stat(cached)
+	if err := Generate(opt); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(cached)
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("a second report recomputed a cached model figure")
+	}
+}
