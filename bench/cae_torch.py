@@ -8,7 +8,7 @@ same encoder on the masked patches under no_grad (train mode), lambda 2; BEiT: m
 linear head on the masked positions. AdamW (0.9, 0.999), wd 0.05 off 1-D params, clip 3, batch 64.
 Prints the median ms of a full step (forward, backward, clip, AdamW) on a fixed batch.
 Run: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/cae_torch.py [steps] [threads] [dim] [grid]"""
-import sys, time, statistics, resource
+import os, sys, time, statistics, resource
 import torch, torch.nn as nn, torch.nn.functional as F
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
@@ -17,6 +17,7 @@ D = int(sys.argv[3]) if len(sys.argv) > 3 else 64
 G = int(sys.argv[4]) if len(sys.argv) > 4 else 7
 B, P, C, DEPTH, H, RATIO, LS, DP = 64, 4, 1, 4, 4, 4, 0.1, 0.1
 N, M = G * G, (G * G * 24) // 49
+DEV = torch.device(os.environ.get("TORCH_DEVICE", "cpu"))  # cuda for bench/gpu.sh
 torch.manual_seed(0)
 
 def sincos(g, d):
@@ -29,7 +30,7 @@ def sincos(g, d):
 def drop_path(x, p, training):
     if p == 0 or not training:
         return x
-    keep = (torch.rand(x.shape[0], 1, 1) >= p).float() / (1 - p)
+    keep = (torch.rand(x.shape[0], 1, 1, device=x.device) >= p).float() / (1 - p)
     return x * keep
 
 class Mlp(nn.Module):
@@ -140,7 +141,9 @@ img = torch.rand(B, C, G * P, G * P)
 perm = torch.stack([torch.randperm(N) for _ in range(B)])
 msk, vis = perm[:, :M].sort(1).values, perm[:, M:].sort(1).values
 maskf = torch.zeros(B, N); maskf.scatter_(1, msk, 1.0)
+img, msk, vis, maskf = img.to(DEV), msk.to(DEV), vis.to(DEV), maskf.to(DEV)
 for name, model in [("cae", CAE()), ("beit", BEiT())]:
+    model = model.to(DEV)
     model.train()
     opt = torch.optim.AdamW(groups(model), lr=1e-4, betas=(0.9, 0.999))
     times = []
@@ -151,7 +154,8 @@ for name, model in [("cae", CAE()), ("beit", BEiT())]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         opt.step()
+        if DEV.type == "cuda": torch.cuda.synchronize()
         if i >= 5: times.append((time.perf_counter() - t0) * 1000)
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"RESULT pytorch-{name} median_ms={med:.2f} images_per_s={B / med * 1000:.0f} batch={B} dim={D} tokens={N} peak_rss_mb={rss:.0f} threads={torch.get_num_threads()}")
+    print(f"RESULT pytorch-{name} median_ms={med:.2f} images_per_s={B / med * 1000:.0f} batch={B} dim={D} tokens={N} peak_rss_mb={rss:.0f} threads={torch.get_num_threads()} device={DEV}")
