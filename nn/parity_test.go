@@ -3,6 +3,7 @@ package nn
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
@@ -104,5 +105,47 @@ func TestPyTorchParity(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Exporting to timm names (fused qkv) and loading back gives the same parameters; the names are timm's.
+func TestTimmNamesRoundTrip(t *testing.T) {
+	c := tinyViT()
+	shp := []shapes.Shape{shapes.Make(dtypes.Float32, 2, 1, 12, 12), shapes.Make(dtypes.Int64, 2, 5)}
+	ps, err := Declare(goBackend(t), dtypes.Float32, true, shp, func(s Scope, d []*Node) []*Node {
+		return []*Node{ViT(s.Sub("encoder"), c, ViTInput{Patches: Patchify(d[0], c.PatchSize), Keep: d[1]})}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := ps.InitParams(dtypes.Float32, 5)
+	arr := ToArrays(ps, params, "encoder.")
+	for _, name := range []string{"patch_embed.proj.weight", "cls_token", "blocks.0.attn.qkv.weight", "blocks.1.attn.q_bias",
+		"blocks.1.attn.v_bias", "blocks.0.gamma_1", "blocks.0.mlp.fc2.bias", "norm.weight"} {
+		if _, ok := arr[name]; !ok {
+			t.Errorf("export lacks %s", name)
+		}
+	}
+	if _, ok := arr["blocks.0.attn.q.weight"]; ok {
+		t.Error("export kept the unfused q weight")
+	}
+	if s := arr["blocks.0.attn.qkv.weight"].Shape; s[0] != 3*c.Dim || s[1] != c.Dim {
+		t.Errorf("qkv shape %v", s)
+	}
+	back := ps.InitParams(dtypes.Float32, 99)
+	if err := FromArrays(ps, arr, "encoder.", back); err != nil {
+		t.Fatal(err)
+	}
+	for i := range params {
+		a, b := Float32s(params[i]), Float32s(back[i])
+		for j := range a {
+			if a[j] != b[j] {
+				t.Fatalf("%s differs after the round trip", ps.Params[i].Name)
+			}
+		}
+	}
+	delete(arr, "norm.bias")
+	if err := FromArrays(ps, arr, "encoder.", back); err == nil || !strings.Contains(err.Error(), "norm.bias") {
+		t.Fatalf("missing parameter not reported: %v", err)
 	}
 }

@@ -56,22 +56,43 @@ type Store struct {
 	Path string
 }
 
-// Open opens (creating and migrating) the database at path.
+// Open opens (creating and migrating) the database at path. Several processes may open a new database at
+// once: switching it to WAL and migrating can then report "database is locked" at once, without SQLite's
+// busy handler, so Open retries that case for up to 30 seconds.
 func Open(path string) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=30000&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate")
+	deadline := time.Now().Add(30 * time.Second)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		s, err := open(path)
+		if err == nil {
+			return s, nil
+		}
+		if !isLocked(err) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		time.Sleep(wait)
+	}
+}
+
+func isLocked(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "busy")
+}
+
+func open(path string) (*Store, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=30000&_journal_mode=WAL&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate")
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one connection per process: no "database is locked" between our own goroutines
 	s := &Store{DB: db, Path: path}
 	if err := s.migrate(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	return s, nil
 }
