@@ -168,3 +168,44 @@ func FromArrays(ps *ParamSet, arrays map[string]Array, prefix string, params []*
 	}
 	return nil
 }
+
+// StackConfig sizes a stack of transformer blocks at the encoder's width (CAE's regressor and decoder).
+// Component configs embed it, so its keys sit directly in their spec sections.
+type StackConfig struct {
+	Depth      int     `toml:"depth"`
+	Heads      int     `toml:"heads"` // 0 = the encoder's
+	MLPRatio   float64 `toml:"mlp_ratio"`
+	LayerScale float64 `toml:"layer_scale"`
+	DropPath   float64 `toml:"drop_path"`
+}
+
+// Validate checks the stack's keys; section names the spec section in messages.
+func (c StackConfig) Validate(section string) error {
+	switch {
+	case c.Depth < 1:
+		return fmt.Errorf("%s.depth = %d: must be >= 1", section, c.Depth)
+	case c.Heads < 0:
+		return fmt.Errorf("%s.heads = %d: must be >= 0 (0 = the encoder's)", section, c.Heads)
+	case c.MLPRatio <= 0:
+		return fmt.Errorf("%s.mlp_ratio = %v: must be > 0", section, c.MLPRatio)
+	case c.DropPath < 0 || c.DropPath >= 1:
+		return fmt.Errorf("%s.drop_path = %v: must be in [0, 1)", section, c.DropPath)
+	case c.LayerScale < 0:
+		return fmt.Errorf("%s.layer_scale = %v: must be >= 0", section, c.LayerScale)
+	}
+	return nil
+}
+
+// Blocks returns each block's config: drop path linspace(0, DropPath, Depth), heads defaulting to the
+// encoder's.
+func (c StackConfig) Blocks(encoderHeads int) []BlockConfig {
+	heads := c.Heads
+	if heads == 0 {
+		heads = encoderHeads
+	}
+	out := make([]BlockConfig, c.Depth)
+	for i, r := range DropPathRates(c.DropPath, c.Depth) {
+		out[i] = BlockConfig{Heads: heads, MLPRatio: c.MLPRatio, LayerScale: c.LayerScale, DropPath: r}
+	}
+	return out
+}

@@ -16,12 +16,8 @@ import (
 
 // Config is the [decoder] section. Its width is the encoder's.
 type Config struct {
-	Name       string  `toml:"name"`
-	Depth      int     `toml:"depth"`
-	Heads      int     `toml:"heads"` // 0 = the encoder's
-	MLPRatio   float64 `toml:"mlp_ratio"`
-	LayerScale float64 `toml:"layer_scale"`
-	DropPath   float64 `toml:"drop_path"`
+	Name           string `toml:"name"`
+	nn.StackConfig        // depth, heads, mlp_ratio, layer_scale, drop_path
 }
 
 // Validate checks the section.
@@ -29,32 +25,18 @@ func (c *Config) Validate() error {
 	if c.Name == "linear" {
 		return nil
 	}
-	switch {
-	case c.Depth < 1:
+	if c.Depth < 1 {
 		return fmt.Errorf("decoder.depth = %d: must be >= 1 for %s (or decoder.name = \"linear\")", c.Depth, c.Name)
-	case c.Heads < 0:
-		return fmt.Errorf("decoder.heads = %d: must be >= 0 (0 = the encoder's)", c.Heads)
-	case c.MLPRatio <= 0:
-		return fmt.Errorf("decoder.mlp_ratio = %v: must be > 0", c.MLPRatio)
-	case c.DropPath < 0 || c.DropPath >= 1:
-		return fmt.Errorf("decoder.drop_path = %v: must be in [0, 1)", c.DropPath)
-	case c.LayerScale < 0:
-		return fmt.Errorf("decoder.layer_scale = %v: must be >= 0", c.LayerScale)
 	}
-	return nil
+	return c.StackConfig.Validate("decoder")
 }
 
 // Decoder is a built decoder.
 type Decoder struct{ Config }
 
 func (d Decoder) blocks(s nn.Scope, x *Node, encoderHeads int) *Node {
-	heads := d.Heads
-	if heads == 0 {
-		heads = encoderHeads
-	}
-	rates := nn.DropPathRates(d.DropPath, d.Depth)
-	for i := 0; i < d.Depth; i++ {
-		x = nn.Block(s.Subf("blocks.%d", i), x, nn.BlockConfig{Heads: heads, MLPRatio: d.MLPRatio, LayerScale: d.LayerScale, DropPath: rates[i]})
+	for i, bc := range d.Blocks(encoderHeads) {
+		x = nn.Block(s.Subf("blocks.%d", i), x, bc)
 	}
 	return nn.LayerNorm(s.Sub("norm"), x)
 }
@@ -108,7 +90,7 @@ func init() {
 		Registry.Register(registry.Entry[Decoder]{
 			Name: name, Doc: e.doc,
 			NewConfig: func() registry.Config {
-				c := &Config{Name: name, Depth: 2, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}
+				c := &Config{Name: name, StackConfig: nn.StackConfig{Depth: 2, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}}
 				if name == "linear" {
 					c.Depth = 0
 				}

@@ -28,10 +28,10 @@ func model(t testing.TB, methodName, dec string, pixelTarget bool) *Model {
 	t.Helper()
 	enc := encoder.Encoder{Config: encoder.Config{Name: "vit", Dim: 16, Depth: 2, Heads: 2, MLPRatio: 2, LayerScale: 0.1}}
 	m := &Model{Method: Config{Name: methodName}, ViT: enc.ViT(tImg, tPatch, 1), Encoder: enc, NumMasked: tM, Classes: 3,
-		Decoder: decoder.Decoder{Config: decoder.Config{Name: dec, Depth: 1, MLPRatio: 2, LayerScale: 0.1}}}
+		Decoder: decoder.Decoder{Config: decoder.Config{Name: dec, StackConfig: nn.StackConfig{Depth: 1, MLPRatio: 2, LayerScale: 0.1}}}}
 	if methodName == "cae" {
 		m.Method.AlignWeight = 2
-		m.Regressor = &regressor.Regressor{Config: regressor.Config{Name: "cae", Depth: 2, MLPRatio: 2, LayerScale: 0.1}}
+		m.Regressor = &regressor.Regressor{Config: regressor.Config{Name: "cae", StackConfig: nn.StackConfig{Depth: 2, MLPRatio: 2, LayerScale: 0.1}}}
 	}
 	if pixelTarget {
 		m.Target = targets.Pixel{PatchDim: tPatch * tPatch}

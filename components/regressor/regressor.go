@@ -13,12 +13,8 @@ import (
 
 // Config is the [regressor] section. Its width is the encoder's (CAE's decoder_embed_dim = D).
 type Config struct {
-	Name       string  `toml:"name"`
-	Depth      int     `toml:"depth"`
-	Heads      int     `toml:"heads"` // 0 = the encoder's
-	MLPRatio   float64 `toml:"mlp_ratio"`
-	LayerScale float64 `toml:"layer_scale"`
-	DropPath   float64 `toml:"drop_path"`
+	Name           string `toml:"name"`
+	nn.StackConfig        // depth, heads, mlp_ratio, layer_scale, drop_path
 }
 
 // Validate checks the section.
@@ -26,19 +22,10 @@ func (c *Config) Validate() error {
 	if c.Name == "none" {
 		return nil
 	}
-	switch {
-	case c.Depth < 1:
+	if c.Depth < 1 {
 		return fmt.Errorf("regressor.depth = %d: must be >= 1 (or regressor.name = \"none\")", c.Depth)
-	case c.Heads < 0:
-		return fmt.Errorf("regressor.heads = %d: must be >= 0 (0 = the encoder's)", c.Heads)
-	case c.MLPRatio <= 0:
-		return fmt.Errorf("regressor.mlp_ratio = %v: must be > 0", c.MLPRatio)
-	case c.DropPath < 0 || c.DropPath >= 1:
-		return fmt.Errorf("regressor.drop_path = %v: must be in [0, 1)", c.DropPath)
-	case c.LayerScale < 0:
-		return fmt.Errorf("regressor.layer_scale = %v: must be >= 0", c.LayerScale)
 	}
-	return nil
+	return c.StackConfig.Validate("regressor")
 }
 
 // Regressor is a built regressor; a nil *Regressor is "none".
@@ -48,14 +35,9 @@ type Regressor struct{ Config }
 // position embeddings pm, pv: depth RegressorBlocks, then the final LayerNorm (whose output is both the
 // alignment prediction and the decoder input).
 func (r *Regressor) Regress(s nn.Scope, q0, zv, pm, pv *Node, encoderHeads int) *Node {
-	heads := r.Heads
-	if heads == 0 {
-		heads = encoderHeads
-	}
 	x := q0
-	rates := nn.DropPathRates(r.DropPath, r.Depth)
-	for i := 0; i < r.Depth; i++ {
-		x = nn.RegressorBlock(s.Subf("blocks.%d", i), x, zv, pm, pv, nn.BlockConfig{Heads: heads, MLPRatio: r.MLPRatio, LayerScale: r.LayerScale, DropPath: rates[i]})
+	for i, bc := range r.Blocks(encoderHeads) {
+		x = nn.RegressorBlock(s.Subf("blocks.%d", i), x, zv, pm, pv, bc)
 	}
 	return nn.LayerNorm(s.Sub("norm"), x)
 }
@@ -67,7 +49,7 @@ func init() {
 	Registry.Register(registry.Entry[*Regressor]{
 		Name: "cae", Doc: "CAE's latent contextual regressor (cross-attention blocks, Z_v never updated)",
 		NewConfig: func() registry.Config {
-			return &Config{Name: "cae", Depth: 2, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}
+			return &Config{Name: "cae", StackConfig: nn.StackConfig{Depth: 2, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}}
 		},
 		Build: func(c registry.Config) (*Regressor, error) { return &Regressor{*c.(*Config)}, nil },
 	})

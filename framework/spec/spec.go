@@ -246,7 +246,12 @@ func fieldKeys(cfg any) []string {
 	}
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
-		if tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]; tag != "" && tag != "-" {
+		f := t.Field(i)
+		if f.Anonymous { // an embedded config's keys are the section's own
+			out = append(out, fieldKeys(reflect.New(f.Type).Interface())...)
+			continue
+		}
+		if tag := strings.Split(f.Tag.Get("toml"), ",")[0]; tag != "" && tag != "-" {
 			out = append(out, tag)
 		}
 	}
