@@ -61,9 +61,9 @@ func Attentive(be compute.Backend, train, test Tokens, cfg AttentiveConfig) (flo
 		logits := attentiveHead(s, batchNorm(attentivePool(s, in[0], cfg.Heads)), c)
 		return nn.SoftmaxCrossEntropy(logits, in[1]), []*Node{nn.Accuracy(logits, in[1])}
 	}
-	opt := nn.AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: cfg.WD}
+	opt := nn.Optimizer{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: cfg.WD}
 	if cfg.Optimizer == "sgd" {
-		opt = nn.AdamW{SGD: true, Beta1: 0.9, WeightDecay: cfg.WD}
+		opt = nn.Optimizer{SGD: true, Beta1: 0.9, WeightDecay: cfg.WD}
 	}
 	tr, err := nn.NewTrainer(be, dtypes.Float32, loss, []shapes.Shape{tokShape, labShape}, opt, cfg.Seed+7)
 	if err != nil {

@@ -124,9 +124,9 @@ func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) {
 	return out, nil
 }
 
-func (t *Trial) optimizer() nn.AdamW {
+func (t *Trial) optimizer() nn.Optimizer {
 	tc := t.Cfg.Train
-	return nn.AdamW{Beta1: tc.Beta1, Beta2: tc.Beta2, Eps: 1e-8, WeightDecay: tc.WeightDecay, Clip: tc.Clip}
+	return nn.Optimizer{Beta1: tc.Beta1, Beta2: tc.Beta2, Eps: 1e-8, WeightDecay: tc.WeightDecay, Clip: tc.Clip}
 }
 
 // NewTrainer builds the trainer (parameters initialised from train.seed).

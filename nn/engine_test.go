@@ -173,7 +173,7 @@ func TestAdamWMatchesReference(t *testing.T) {
 		y := Add(Einsum("ij,j->i", w, d[0]), b)
 		return ReduceAllSum(Square(y)), nil
 	}
-	opt := AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.05, Clip: 1}
+	opt := Optimizer{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.05, Clip: 1}
 	tr, err := NewTrainer(be, dtypes.Float64, loss, []shapes.Shape{x.Shape()}, opt, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +275,7 @@ func TestSGDNesterovMatchesReference(t *testing.T) {
 		w := s.Param("w", []int{1, 4}, Init{Kind: InitConst, Value: 0.5})
 		return ReduceAllSum(Square(Einsum("ij,j->i", w, d[0]))), nil
 	}
-	opt := AdamW{SGD: true, Beta1: 0.9, WeightDecay: 0.1}
+	opt := Optimizer{SGD: true, Beta1: 0.9, WeightDecay: 0.1}
 	tr, err := NewTrainer(be, dtypes.Float64, loss, []shapes.Shape{x.Shape()}, opt, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -31,9 +31,9 @@ func (s Schedule) At(step int) float64 {
 	return s.Min + 0.5*(s.Base-s.Min)*(1+math.Cos(math.Pi*t))
 }
 
-// AdamW is PyTorch's AdamW (decoupled weight decay) with global-norm gradient clipping. Weight decay skips
-// parameters marked NoDecay (1-D parameters and biases).
-type AdamW struct {
+// Optimizer is PyTorch's AdamW (decoupled weight decay), or SGD with Nesterov momentum, with global-norm
+// gradient clipping. Weight decay skips parameters marked NoDecay (1-D parameters and biases).
+type Optimizer struct {
 	// SGD switches to SGD with Nesterov momentum Beta1 and L2 weight decay added to the gradient (what the
 	// official CAE optim_factory runs for "sgd", e.g. the attentive probe); Beta2 and Eps are then unused.
 	SGD               bool
@@ -43,8 +43,8 @@ type AdamW struct {
 }
 
 // DefaultAdamW is CAE's optimiser: betas (0.9, 0.999), eps 1e-8, weight decay 0.05, clip 3.
-func DefaultAdamW() AdamW {
-	return AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.05, Clip: 3}
+func DefaultAdamW() Optimizer {
+	return Optimizer{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.05, Clip: 3}
 }
 
 // LossFn builds a training loss and the metrics to report beside it (named in the order given).
@@ -54,7 +54,7 @@ type LossFn func(s Scope, data []*Node) (loss *Node, metrics []*Node)
 // (forward, backward, clipping, AdamW) is one graph, so parameters and moments stay with the engine.
 type Trainer struct {
 	Set     *ParamSet
-	Opt     AdamW
+	Opt     Optimizer
 	Params  []*tensors.Tensor
 	M, V    []*tensors.Tensor
 	Step    int // number of steps taken
@@ -67,7 +67,7 @@ type Trainer struct {
 }
 
 // NewTrainer declares the model (a dry build on dataShapes) and initialises its parameters from seed.
-func NewTrainer(backend compute.Backend, dtype dtypes.DType, loss LossFn, dataShapes []shapes.Shape, opt AdamW, seed uint64) (*Trainer, error) {
+func NewTrainer(backend compute.Backend, dtype dtypes.DType, loss LossFn, dataShapes []shapes.Shape, opt Optimizer, seed uint64) (*Trainer, error) {
 	var nMet int
 	ps, err := Declare(backend, dtype, true, dataShapes, func(s Scope, data []*Node) []*Node {
 		l, m := loss(s, data)

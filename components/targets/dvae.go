@@ -162,7 +162,7 @@ func (d *DVAE) train(env Env) error {
 	g := ds.Size / d.patch
 	t := imgsPerStep * g * g
 	shp := []shapes.Shape{shapes.Make(dtypes.Float32, t, d.pdim())}
-	opt := nn.AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0, Clip: 1}
+	opt := nn.Optimizer{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0, Clip: 1}
 	tr, err := nn.NewTrainer(d.backend, dtypes.Float32, d.lossFn, shp, opt, d.cfg.Seed+1)
 	if err != nil {
 		return fmt.Errorf("dvae tokenizer: %w", err)
