@@ -317,3 +317,25 @@ func TestCUDAErrorWithoutGPUBuild(t *testing.T) {
 		}
 	}
 }
+
+// A NaN or infinite loss is an error (the runner fails the trial with it) and leaves the parameters as
+// they were.
+func TestNonFiniteLossIsAnError(t *testing.T) {
+	x := tensors.FromFlatDataAndDimensions([]float32{0, 0}, 2)
+	loss := func(s Scope, d []*Node) (*Node, []*Node) {
+		w := s.Param("w", []int{2}, Init{Kind: InitOnes})
+		return Neg(ReduceAllSum(Log(Mul(w, d[0])))), nil // log 0 = -Inf
+	}
+	tr, err := NewTrainer(goBackend(t), dtypes.Float32, loss, []shapes.Shape{x.Shape()}, DefaultAdamW(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := Float32s(tr.Params[0])
+	_, _, _, err = tr.TrainStep(1e-3, x)
+	if err == nil || !strings.Contains(err.Error(), "loss is +Inf") {
+		t.Fatalf("got %v", err)
+	}
+	if tr.Step != 0 || Float32s(tr.Params[0])[0] != before[0] {
+		t.Fatal("a non-finite step changed the trainer")
+	}
+}

@@ -1,0 +1,116 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mimlab/framework/store"
+)
+
+func setup(t *testing.T, n int) (*store.Store, int64) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var ts []store.NewTrial
+	for i := 0; i < n; i++ {
+		ts = append(ts, store.NewTrial{Hash: string(rune('a' + i)), Name: "t" + string(rune('a'+i)), Spec: "{}"})
+	}
+	id, err := st.AddSweep("s", "s.toml", ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, id
+}
+
+func states(t *testing.T, st *store.Store) map[string]store.Trial {
+	t.Helper()
+	ts, err := st.Trials("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]store.Trial{}
+	for _, tr := range ts {
+		out[tr.Hash] = tr
+	}
+	return out
+}
+
+// A failing trial (an error, such as a NaN loss) is marked failed with its reason and the others still run.
+func TestFailureIsRecordedAndOthersRun(t *testing.T) {
+	st, id := setup(t, 3)
+	job := func(ctx context.Context, tr *store.Trial, rec Recorder) error {
+		rec.Progress(1)
+		if tr.Hash == "b" {
+			return errors.New("step 7: loss is NaN")
+		}
+		return nil
+	}
+	sum := Run(context.Background(), st, id, Options{Workers: 2, Heartbeat: 20 * time.Millisecond, Log: io.Discard}, job)
+	if sum.Done != 2 || sum.Failed != 1 {
+		t.Fatalf("%+v", sum)
+	}
+	s := states(t, st)
+	if s["b"].State != store.Failed || !strings.Contains(s["b"].Error, "loss is NaN") {
+		t.Fatalf("trial b: %+v", s["b"])
+	}
+	if s["a"].State != store.Done || s["c"].State != store.Done {
+		t.Fatalf("others: %+v %+v", s["a"], s["c"])
+	}
+}
+
+// A panic inside a job fails that trial only.
+func TestPanicFailsOneTrial(t *testing.T) {
+	st, id := setup(t, 2)
+	job := func(ctx context.Context, tr *store.Trial, rec Recorder) error {
+		if tr.Hash == "a" {
+			panic("boom")
+		}
+		return nil
+	}
+	sum := Run(context.Background(), st, id, Options{Workers: 1, Heartbeat: 20 * time.Millisecond, Log: io.Discard}, job)
+	if sum.Done != 1 || sum.Failed != 1 || !strings.Contains(states(t, st)["a"].Error, "panic: boom") {
+		t.Fatalf("%+v %+v", sum, states(t, st)["a"])
+	}
+}
+
+// The watchdog fails a trial that reports no progress.
+func TestWatchdogFailsAStuckTrial(t *testing.T) {
+	st, id := setup(t, 1)
+	job := func(ctx context.Context, tr *store.Trial, rec Recorder) error {
+		<-ctx.Done() // stuck until cancelled
+		return ctx.Err()
+	}
+	sum := Run(context.Background(), st, id, Options{Workers: 1, Heartbeat: 20 * time.Millisecond, Watchdog: 100 * time.Millisecond, Log: io.Discard}, job)
+	if sum.Failed != 1 || !strings.Contains(states(t, st)["a"].Error, "no progress") {
+		t.Fatalf("%+v %+v", sum, states(t, st)["a"])
+	}
+}
+
+// Cancellation (Ctrl-C) lets the job return and puts its trial back to pending for the next run.
+func TestCancelPutsTrialBackToPending(t *testing.T) {
+	st, id := setup(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	job := func(jctx context.Context, tr *store.Trial, rec Recorder) error {
+		rec.Progress(3)
+		cancel()
+		<-jctx.Done()
+		return jctx.Err() // a real job checkpoints first
+	}
+	sum := Run(ctx, st, id, Options{Workers: 1, Heartbeat: 20 * time.Millisecond, Log: io.Discard}, job)
+	if sum.Interrupted != 1 || states(t, st)["a"].State != store.Pending {
+		t.Fatalf("%+v %+v", sum, states(t, st)["a"])
+	}
+	sum = Run(context.Background(), st, id, Options{Workers: 1, Heartbeat: 20 * time.Millisecond, Log: io.Discard},
+		func(context.Context, *store.Trial, Recorder) error { return nil })
+	if sum.Done != 1 || states(t, st)["a"].Attempts != 2 {
+		t.Fatalf("rerun: %+v %+v", sum, states(t, st)["a"])
+	}
+}
