@@ -75,7 +75,8 @@ func barChart(path, title string, categories []string, groups []barGroup) error 
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = "top-1"
-	p.Y.Min, p.Y.Max = 0, 1
+	p.Y.Min, p.Y.Max = 0, 1+0.07*float64(len(groups)) // headroom above 1 for the legend
+	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 0.25, Label: "0.25"}, {Value: 0.5, Label: "0.5"}, {Value: 0.75, Label: "0.75"}, {Value: 1, Label: "1"}})
 	w := vg.Points(math.Max(4, 60/float64(len(groups)+1)))
 	for i, g := range groups {
 		vals := make(plotter.Values, len(categories))
