@@ -137,14 +137,10 @@ func (t *Trial) BaselineKeys() (raw, random string) {
 }
 
 // Evaluate runs the [eval] protocols on the trained encoder, and the reference rows once per key.
-func (t *Trial) Evaluate(ctx context.Context, trialID int64, params []*tensors.Tensor, rec runner.Recorder) error {
+func (t *Trial) Evaluate(ctx context.Context, trialID int64, set *nn.ParamSet, params []*tensors.Tensor, rec runner.Recorder) error {
 	ec := t.Cfg.Eval
 	if len(ec.Protocols) == 0 {
 		return nil
-	}
-	set, err := t.trainSet()
-	if err != nil {
-		return err
 	}
 	fmt.Fprintf(t.env.Log, "trial %d: evaluating the frozen encoder (%v)\n", trialID, ec.Protocols)
 	if err := t.runProtocols(ctx, set, params, ec.Protocols, func(p string, acc float64) error { return rec.Eval(p, "top1", acc) }); err != nil {
@@ -172,6 +168,7 @@ func (t *Trial) Evaluate(ctx context.Context, trialID int64, params []*tensors.T
 		ftr, fte := t.rawPixels(&t.Data.Train), t.rawPixels(&t.Data.Test)
 		for _, p := range rawTodo {
 			var acc float64
+			var err error
 			if p == "linear" {
 				acc, err = eval.Linear(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
 			} else {
@@ -196,14 +193,6 @@ func (t *Trial) Evaluate(ctx context.Context, trialID int64, params []*tensors.T
 		}
 	}
 	return nil
-}
-
-// trainSet declares the training model's parameters (the features graph reads the encoder's subset).
-func (t *Trial) trainSet() (*nn.ParamSet, error) {
-	return nn.Declare(t.env.Backend, dtypes.Float32, true, t.Model.DataShapes(t.Cfg.Data.BatchSize), func(s nn.Scope, in []*Node) []*Node {
-		l, _ := t.Model.Loss(s, in)
-		return []*Node{l}
-	})
 }
 
 // LoadTrained returns the parameters of a finished (or interrupted) trial from its checkpoint.

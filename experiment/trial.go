@@ -213,7 +213,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	if err := t.train(ctx, st, tr, rec, total); err != nil {
 		return err
 	}
-	if err := t.Evaluate(ctx, st.ID, tr.Params, rec); err != nil {
+	if err := t.Evaluate(ctx, st.ID, tr.Set, tr.Params, rec); err != nil {
 		return err
 	}
 	return t.export(tr, rec)

@@ -358,22 +358,6 @@ func (s *Store) Trials(sweep string) ([]Trial, error) {
 	return out, rows.Err()
 }
 
-// Sweeps lists sweep names.
-func (s *Store) Sweeps() ([]string, error) {
-	rows, err := s.DB.Query(`SELECT name FROM sweeps ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		out = append(out, n)
-	}
-	return out, rows.Err()
-}
-
 // Evals returns a trial's evals as protocol -> metric -> value.
 func (s *Store) Evals(trialID int64) (map[string]map[string]float64, error) {
 	rows, err := s.DB.Query(`SELECT protocol, metric, value FROM evals WHERE trial_id = ?`, trialID)
@@ -432,22 +416,6 @@ func (s *Store) Series(trialID int64, name string) ([]int, []float64, error) {
 		vals = append(vals, v)
 	}
 	return steps, vals, rows.Err()
-}
-
-// MetricNames lists the metric names a trial logged.
-func (s *Store) MetricNames(trialID int64) ([]string, error) {
-	rows, err := s.DB.Query(`SELECT DISTINCT name FROM metrics WHERE trial_id = ? ORDER BY name`, trialID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		out = append(out, n)
-	}
-	return out, rows.Err()
 }
 
 // Baselines returns every reference row with the given key prefix: protocol/metric -> value by key.
