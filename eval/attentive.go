@@ -83,8 +83,10 @@ func Attentive(be compute.Backend, train, test Tokens, cfg AttentiveConfig) (flo
 				copy(bufX[i*t*d:(i+1)*t*d], train.X[j*t*d:(j+1)*t*d])
 				bufY[i] = int64(train.Labels[j])
 			}
-			if _, _, _, err := tr.TrainStep(sched.At(step), tensors.FromFlatDataAndDimensions(append([]float32(nil), bufX...), cfg.Batch, t, d),
-				tensors.FromFlatDataAndDimensions(append([]int64(nil), bufY...), cfg.Batch)); err != nil {
+			x, y := tensors.FromFlatDataAndDimensions(bufX, cfg.Batch, t, d), tensors.FromFlatDataAndDimensions(bufY, cfg.Batch)
+			_, _, _, err := tr.TrainStep(sched.At(step), x, y)
+			nn.Free(x, y)
+			if err != nil {
 				return 0, fmt.Errorf("attentive probe step %d: %w", step, err)
 			}
 			step++
@@ -112,11 +114,14 @@ func Attentive(be compute.Backend, train, test Tokens, cfg AttentiveConfig) (flo
 				}
 				progs[n] = p
 			}
-			o, err := p.Run(tr.Params, nil, tensors.FromFlatDataAndDimensions(append([]float32(nil), tk.X[lo*t*d:hi*t*d]...), n, t, d))
+			in := tensors.FromFlatDataAndDimensions(tk.X[lo*t*d:hi*t*d], n, t, d)
+			o, err := p.Run(tr.Params, nil, in)
+			nn.Free(in)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, nn.Float32s(o[0])...)
+			nn.Free(o...)
 		}
 		return out, nil
 	}

@@ -57,7 +57,9 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 		if n < bs {
 			img = append(img, make([]float32, (bs-n)*il)...)
 		}
-		out, err := prog.Run(params, nil, tensors.FromFlatDataAndDimensions(img, bs, v.Channels, v.ImageSize, v.ImageSize))
+		in := tensors.FromFlatDataAndDimensions(img, bs, v.Channels, v.ImageSize, v.ImageSize)
+		out, err := prog.Run(params, nil, in)
+		nn.Free(in)
 		if err != nil {
 			return f, tk, err
 		}
@@ -65,6 +67,7 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 		if tokens {
 			tk.X = append(tk.X, nn.Float32s(out[1])[:n*nt*v.Dim]...)
 		}
+		nn.Free(out...)
 		done += n
 	}
 	return f, tk, nil
@@ -186,6 +189,7 @@ func (t *Trial) Evaluate(ctx context.Context, trialID int64, set *nn.ParamSet, p
 	if len(randTodo) > 0 {
 		fmt.Fprintf(t.env.Log, "reference: %s at random initialisation (%v)\n", arch, randTodo)
 		rp := set.InitParams(dtypes.Float32, 0)
+		defer nn.Free(rp...)
 		if err := t.runProtocols(ctx, set, rp, randTodo, func(p string, acc float64) error {
 			return s.SetBaseline(randKey, t.Cfg.Data.Name, arch+" random init", p, "top1", acc)
 		}); err != nil {
@@ -208,5 +212,7 @@ func (t *Trial) LoadTrained() (*nn.ParamSet, []*tensors.Tensor, int, error) {
 	if !ok {
 		return nil, nil, 0, fmt.Errorf("trial has no checkpoint at %s (not run yet?)", t.checkpointPath())
 	}
+	nn.Free(tr.M...) // the optimiser state is not wanted; the caller frees the parameters (nn.Free)
+	nn.Free(tr.V...)
 	return tr.Set, tr.Params, tr.Step, nil
 }

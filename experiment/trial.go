@@ -260,6 +260,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 		}
 		lr := sched.At(tr.Step)
 		loss, gn, met, err := tr.TrainStep(lr, in...)
+		nn.Free(in...)
 		if err != nil {
 			flush()
 			return err // NaN/Inf loss or an engine error: the trial fails with the reason

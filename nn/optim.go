@@ -173,7 +173,7 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 }
 
 // TrainStep runs one step at learning rate lr and returns the loss, the gradient norm before clipping and
-// the metrics of the loss function.
+// the metrics of the loss function. The data tensors stay the caller's, to free (Free) after the step.
 func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm float64, metrics []float64, err error) {
 	prog, err := t.program(data)
 	if err != nil {
@@ -192,7 +192,10 @@ func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm
 	in = append(in, t.V...)
 	in = append(in, scal(lr), scal(1-math.Pow(t.Opt.Beta1, float64(step))), scal(1-math.Pow(t.Opt.Beta2, float64(step))))
 	in = append(in, data...)
-	outs, err := prog.Run(t.Params, t.Set.DrawRands(t.dtype, t.Seed, uint64(step)), in...)
+	rands := t.Set.DrawRands(t.dtype, t.Seed, uint64(step))
+	outs, err := prog.Run(t.Params, rands, in...)
+	Free(rands...)
+	Free(in[2*np : 2*np+3]...) // the scalars; the data belong to the caller
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -201,13 +204,13 @@ func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm
 	for _, m := range outs[3*np+2:] {
 		metrics = append(metrics, Float64s(m)[0])
 	}
+	Free(outs[3*np:]...)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		Free(outs[:3*np]...)
 		return loss, gradNorm, metrics, fmt.Errorf("step %d: loss is %v", step, loss)
 	}
 	for _, ts := range [][]*tensors.Tensor{t.Params, t.M, t.V} {
-		for _, x := range ts {
-			x.FinalizeAll()
-		}
+		Free(ts...)
 	}
 	t.Params = outs[:np]
 	t.M = outs[np : 2*np]
@@ -216,9 +219,15 @@ func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm
 	return loss, gradNorm, metrics, nil
 }
 
-// Finalize frees the compiled programs.
+// Finalize frees the compiled programs, the optimiser state and the parameters. A caller that keeps the
+// parameters takes them first (params, t.Params = t.Params, nil) and frees them itself.
 func (t *Trainer) Finalize() {
 	for _, p := range t.progs {
 		p.Finalize()
 	}
+	t.progs = map[string]*Program{}
+	Free(t.Params...)
+	Free(t.M...)
+	Free(t.V...)
+	t.Params, t.M, t.V = nil, nil, nil
 }

@@ -37,6 +37,7 @@ func Weights(be compute.Backend, enc Encoder, set *nn.ParamSet, params []*tensor
 	if err != nil {
 		return nil, nil, err
 	}
+	defer nn.Free(out...)
 	return nn.Float32s(out[1]), out[1].Shape().Dimensions, nil
 }
 

@@ -53,6 +53,7 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 		if err != nil {
 			return nil, fmt.Errorf("trial %d: %w", ti.ID, err)
 		}
+		defer nn.Free(params...)
 		key := fmt.Sprintf("%s_%d", ti.Hash, step)
 		fig := func(kind string) (string, string, bool) {
 			rel := filepath.Join("figs", key+"_"+kind+".png")
@@ -175,7 +176,9 @@ func gray(img []float32, c, size int) []float32 {
 func attentionFigure(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor, path string) error {
 	v := t.Model.ViT
 	imgs := loaderImages(t, figImages)
-	w, dims, err := attention.Weights(t.Env().Backend, t.Model, set, params, tensors.FromFlatDataAndDimensions(imgs, figImages, v.Channels, v.ImageSize, v.ImageSize), v.Depth-1)
+	in := tensors.FromFlatDataAndDimensions(imgs, figImages, v.Channels, v.ImageSize, v.ImageSize)
+	defer nn.Free(in)
+	w, dims, err := attention.Weights(t.Env().Backend, t.Model, set, params, in, v.Depth-1)
 	if err != nil {
 		return err
 	}
@@ -230,10 +233,12 @@ func reconFigure(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor
 	}
 	defer prog.Finalize()
 	out, err := prog.Run(params, nil, in...)
+	nn.Free(in...)
 	if err != nil {
 		return err
 	}
 	pred, rec := nn.Float32s(out[0]), nn.Float32s(out[1])
+	nn.Free(out...)
 	g := recon.Geometry{Channels: v.Channels, Size: v.ImageSize, Patch: v.PatchSize}
 	raw := firstImages(t.Data, figImages)
 	normalized := m.Target.(targets.Pixel).Normalize

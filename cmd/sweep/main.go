@@ -374,6 +374,7 @@ func cmdExport(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer nn.Free(params...)
 	if *weights != "" {
 		if err := experiment.ExportEncoder(t, set, params, *weights); err != nil {
 			return err

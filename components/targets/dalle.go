@@ -178,6 +178,7 @@ func (t *DalleTokenizer) Logits(x *tensors.Tensor) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer nn.Free(o...)
 	return nn.Float32s(o[0]), nil
 }
 
@@ -210,10 +211,13 @@ func (t *DalleTokenizer) Tokenize(images []float32, batch int) ([]int64, error) 
 		}
 		t.progs[key] = prog
 	}
-	o, err := prog.Run(t.params, nil, tensors.FromFlatDataAndDimensions(img, batch, t.channels, size, size))
+	in := tensors.FromFlatDataAndDimensions(img, batch, t.channels, size, size)
+	defer nn.Free(in)
+	o, err := prog.Run(t.params, nil, in)
 	if err != nil {
 		return nil, err
 	}
+	defer nn.Free(o...)
 	return tensors.MustCopyFlatData[int64](o[0]), nil
 }
 

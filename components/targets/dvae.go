@@ -186,11 +186,14 @@ func (d *DVAE) train(env Env) error {
 	defer encodeProg.Finalize()
 	// Start the codebook at encoder outputs of real patches.
 	restart := func(used []bool, x []float32) error {
-		o, err := encodeProg.Run(tr.Params, nil, tensors.FromFlatDataAndDimensions(x, t, d.pdim()))
+		in := tensors.FromFlatDataAndDimensions(x, t, d.pdim())
+		o, err := encodeProg.Run(tr.Params, nil, in)
+		nn.Free(in)
 		if err != nil {
 			return err
 		}
 		ze := nn.Float32s(o[0])
+		nn.Free(o...)
 		cb := nn.Float32s(tr.Params[cbIdx])
 		for v := 0; v < d.cfg.Vocab; v++ {
 			if used != nil && used[v] {
@@ -199,6 +202,7 @@ func (d *DVAE) train(env Env) error {
 			j := r.IntN(t)
 			copy(cb[v*d.cfg.CodeDim:(v+1)*d.cfg.CodeDim], ze[j*d.cfg.CodeDim:(j+1)*d.cfg.CodeDim])
 		}
+		nn.Free(tr.Params[cbIdx])
 		tr.Params[cbIdx] = tensors.FromFlatDataAndDimensions(cb, d.cfg.Vocab, d.cfg.CodeDim)
 		return nil
 	}
@@ -211,7 +215,9 @@ func (d *DVAE) train(env Env) error {
 	var first, last float64
 	for step := 0; step < d.cfg.Steps; step++ {
 		x := sample()
-		_, _, met, err := tr.TrainStep(sched.At(step), tensors.FromFlatDataAndDimensions(x, t, d.pdim()))
+		in := tensors.FromFlatDataAndDimensions(x, t, d.pdim())
+		_, _, met, err := tr.TrainStep(sched.At(step), in)
+		nn.Free(in)
 		if err != nil {
 			return fmt.Errorf("dvae tokenizer step %d: %w", step, err)
 		}
@@ -239,7 +245,7 @@ func (d *DVAE) train(env Env) error {
 			fmt.Fprintf(env.Log, "dvae tokenizer: step %d/%d reconstruction MSE %.5f (%.0fs)\n", step+1, d.cfg.Steps, last, time.Since(start).Seconds())
 		}
 	}
-	d.params = tr.Params
+	d.params, tr.Params = tr.Params, nil // the tokenizer keeps them; tr.Finalize frees the rest
 	// Codebook usage on (up to) 2,000 test images: the fraction of codes used and the perplexity.
 	n := min(2000, ds.Test.N)
 	counts := make([]float64, d.cfg.Vocab)
@@ -302,10 +308,13 @@ func (d *DVAE) tokensWith(params []*tensors.Tensor, set *nn.ParamSet, x []float3
 		}
 		d.progs[t] = prog
 	}
-	o, err := prog.Run(params, nil, tensors.FromFlatDataAndDimensions(x, t, d.pdim()))
+	in := tensors.FromFlatDataAndDimensions(x, t, d.pdim())
+	defer nn.Free(in)
+	o, err := prog.Run(params, nil, in)
 	if err != nil {
 		return nil, err
 	}
+	defer nn.Free(o...)
 	return tensors.MustCopyFlatData[int64](o[0]), nil
 }
 
