@@ -8,6 +8,7 @@
 package report
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -97,6 +98,44 @@ func (s stats) String() string {
 	return fmt.Sprintf("%.4f ± %.4f (n=%d)", s.Mean, s.Std, s.N)
 }
 
+// load reads the done trials of a sweep (every sweep when empty) with their evals, grouped by configuration
+// (the trial name without its seed) in first-seen order.
+func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]trialInfo, error) {
+	all, err := st.Trials(sweep)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var trials []trialInfo
+	for _, t := range all {
+		if t.State != store.Done {
+			continue
+		}
+		ev, err := st.Evals(t.ID)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c := configOf(t.Name)
+		if sweep != "" { // one sweep: its name adds nothing to the labels
+			if s, ok := strings.CutPrefix(c, sweep+"["); ok {
+				c = strings.TrimSuffix(s, "]")
+			}
+		}
+		trials = append(trials, trialInfo{Trial: t, Config: c, Point: pointOf(t.Name), Evals: ev})
+	}
+	if len(trials) == 0 {
+		return nil, nil, nil, fmt.Errorf("%s has no finished trials%s", st.Path, map[bool]string{true: " in sweep " + sweep, false: ""}[sweep != ""])
+	}
+	var configs []string
+	byConfig := map[string][]trialInfo{}
+	for _, t := range trials {
+		if _, ok := byConfig[t.Config]; !ok {
+			configs = append(configs, t.Config)
+		}
+		byConfig[t.Config] = append(byConfig[t.Config], t)
+	}
+	return trials, configs, byConfig, nil
+}
+
 // Generate writes the report.
 func Generate(opt Options) error {
 	if !store.Exists(opt.DB) {
@@ -107,34 +146,12 @@ func Generate(opt Options) error {
 		return err
 	}
 	defer st.Close()
-	all, err := st.Trials(opt.Sweep)
+	trials, configs, byConfig, err := load(st, opt.Sweep)
 	if err != nil {
 		return err
 	}
-	var trials []trialInfo
-	for _, t := range all {
-		if t.State != store.Done {
-			continue
-		}
-		ev, err := st.Evals(t.ID)
-		if err != nil {
-			return err
-		}
-		trials = append(trials, trialInfo{Trial: t, Config: configOf(t.Name), Point: pointOf(t.Name), Evals: ev})
-	}
-	if len(trials) == 0 {
-		return fmt.Errorf("%s has no finished trials%s", opt.DB, map[bool]string{true: " in sweep " + opt.Sweep, false: ""}[opt.Sweep != ""])
-	}
 	if err := os.MkdirAll(filepath.Join(opt.Out, "figs"), 0o755); err != nil {
 		return err
-	}
-	var configs []string
-	byConfig := map[string][]trialInfo{}
-	for _, t := range trials {
-		if _, ok := byConfig[t.Config]; !ok {
-			configs = append(configs, t.Config)
-		}
-		byConfig[t.Config] = append(byConfig[t.Config], t)
 	}
 	p := &page{title: "mimlab report", db: opt.DB}
 	step := 0
@@ -178,8 +195,8 @@ func Generate(opt Options) error {
 	return nil
 }
 
-// probeSection: the table of every probe number (mean ± std over seeds) beside the reference rows, and a
-// bar chart with error bars.
+// probeSection: the table of every probe number (mean ± std over seeds) beside the reference rows, the
+// pairwise differences, and (out not empty) a bar chart with error bars.
 func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, out string) (*section, error) {
 	protocols := []string{"linear", "knn", "attentive"}
 	sec := &section{title: "Probe accuracies (top-1 on the test split)", text: "Mean ± standard deviation over seeds (n = number of seeds). " +
@@ -207,12 +224,20 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 	if err != nil {
 		return nil, err
 	}
+	datasets := map[string]bool{} // reference rows only for the datasets of these trials
+	for _, c := range configs {
+		for _, t := range by[c] {
+			datasets[datasetOf(t.Spec)] = true
+		}
+	}
 	type ref struct{ d, a string }
 	var refs []ref
 	for rows.Next() {
 		var r ref
 		rows.Scan(&r.d, &r.a)
-		refs = append(refs, r)
+		if datasets[r.d] {
+			refs = append(refs, r)
+		}
 	}
 	rows.Close()
 	for _, r := range refs {
@@ -238,6 +263,12 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 		bars = append(bars, g)
 	}
 	sec.tables = append(sec.tables, tab)
+	if diff := differences(configs, by, protocols); len(diff.rows) > 0 {
+		sec.tables = append(sec.tables, diff)
+	}
+	if out == "" {
+		return sec, nil
+	}
 	img := filepath.Join("figs", "probes.png")
 	if err := barChart(filepath.Join(out, img), "probe accuracy (error bars: ±1 std over seeds)", protocols, bars); err != nil {
 		return nil, err
@@ -350,7 +381,7 @@ func axisSection(trials []trialInfo, out string) *section {
 			tab.rows = append(tab.rows, append([]string{strconv.FormatFloat(x, 'g', 6, 64)}, rowsBy[x]...))
 		}
 		sec.tables = append(sec.tables, tab)
-		if len(series) > 0 {
+		if len(series) > 0 && out != "" {
 			img := filepath.Join("figs", fmt.Sprintf("axis_%d.png", i))
 			if err := lineChart(filepath.Join(out, img), "top-1 against "+k, k, "top-1", series); err == nil {
 				sec.images = append(sec.images, figure{img, k})
@@ -361,4 +392,61 @@ func axisSection(trials []trialInfo, out string) *section {
 		return nil
 	}
 	return sec
+}
+
+// datasetOf reads data.name from a trial's stored spec.
+func datasetOf(specJSON string) string {
+	var sp struct {
+		Data struct{ Name string }
+	}
+	json.Unmarshal([]byte(specJSON), &sp)
+	return sp.Data.Name
+}
+
+// differences compares every pair of configurations on every protocol: the difference of the means and that
+// difference in units of the pooled seed-to-seed standard deviation, sqrt((sA² + sB²) / 2), the yardstick
+// for "larger than the spread across seeds".
+func differences(configs []string, by map[string][]trialInfo, protocols []string) table {
+	tab := table{head: append([]string{"difference (first − second)"}, protocols...)}
+	st := func(c, p string) stats {
+		var v []float64
+		for _, t := range by[c] {
+			if x, ok := t.Evals[p]["top1"]; ok {
+				v = append(v, x)
+			}
+		}
+		return summarize(v)
+	}
+	for i, a := range configs {
+		for _, b := range configs[i+1:] {
+			row := []string{a + " − " + b}
+			any := false
+			for _, p := range protocols {
+				sa, sb := st(a, p), st(b, p)
+				switch {
+				case sa.N == 0 || sb.N == 0:
+					row = append(row, "-")
+				case sa.N < 2 || sb.N < 2:
+					row = append(row, fmt.Sprintf("%+.4f (n<2)", sa.Mean-sb.Mean))
+					any = true
+				default:
+					sd := math.Sqrt((sa.Std*sa.Std + sb.Std*sb.Std) / 2)
+					if sd == 0 {
+						row = append(row, fmt.Sprintf("%+.4f (no spread)", sa.Mean-sb.Mean))
+					} else {
+						r := (sa.Mean - sb.Mean) / sd
+						if math.Abs(r) < 0.05 {
+							r = 0 // no "-0.0"
+						}
+						row = append(row, fmt.Sprintf("%+.4f (%.1f sd)", sa.Mean-sb.Mean, r))
+					}
+					any = true
+				}
+			}
+			if any {
+				tab.rows = append(tab.rows, row)
+			}
+		}
+	}
+	return tab
 }

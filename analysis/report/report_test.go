@@ -133,4 +133,68 @@ func TestReportImagesAreValidPNGs(t *testing.T) {
 	if !after.ModTime().Equal(before.ModTime()) {
 		t.Error("a second report recomputed a cached model figure")
 	}
+	checkResultsDoc(t, db, dir)
+}
+
+// checkResultsDoc: --fill writes the sweep's tables into a results document, --check accepts it, and a number
+// edited by hand (or a block left stale) is caught with the line named, without the file being rewritten.
+func checkResultsDoc(t *testing.T, db, dir string) {
+	doc := filepath.Join(dir, "RESULTS.md")
+	os.WriteFile(doc, []byte("# r\n\n<!-- mimlab:tables sweep=tiny -->\nstale\n<!-- mimlab:end -->\n\nreading\n"), 0o644)
+	if _, err := ResultsDoc(db, doc, true); err == nil || !strings.Contains(err.Error(), "sweep=tiny differs") {
+		t.Fatalf("check of a stale block: %v", err)
+	}
+	if sw, err := ResultsDoc(db, doc, false); err != nil || len(sw) != 1 {
+		t.Fatalf("fill: %v %v", sw, err)
+	}
+	filled, _ := os.ReadFile(doc)
+	for _, want := range []string{"| masking.num_masked=3 | ", " ± ", "(n=2)", "masking.num_masked=3 − masking.num_masked=4", " sd)", "reference: synthetic, raw_pixels", "\nreading\n"} {
+		if !strings.Contains(string(filled), want) {
+			t.Errorf("filled document lacks %q:\n%s", want, filled)
+		}
+	}
+	if _, err := ResultsDoc(db, doc, true); err != nil {
+		t.Fatalf("check right after fill: %v", err)
+	}
+	m := regexp.MustCompile(`0\.\d{4} ± `).FindString(string(filled))
+	tampered := strings.Replace(string(filled), m, "0.9999 ± ", 1)
+	os.WriteFile(doc, []byte(tampered), 0o644)
+	if _, err := ResultsDoc(db, doc, true); err == nil || !strings.Contains(err.Error(), "0.9999") {
+		t.Fatalf("check of a hand-edited number: %v", err)
+	}
+	if now, _ := os.ReadFile(doc); string(now) != tampered {
+		t.Error("--check rewrote the document")
+	}
+}
+
+// The difference table: mean differences and their size in pooled standard deviations, for every pair.
+func TestDifferences(t *testing.T) {
+	mk := func(vals ...float64) []trialInfo {
+		var out []trialInfo
+		for _, v := range vals {
+			out = append(out, trialInfo{Evals: map[string]map[string]float64{"linear": {"top1": v}}})
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		a, b []trialInfo
+		want string
+	}{
+		{"two sd apart", mk(0.8, 0.9), mk(0.6, 0.7), "+0.2000 (2.8 sd)"}, // sd of each: 0.0707
+		{"negative", mk(0.6, 0.7), mk(0.8, 0.9), "-0.2000 (-2.8 sd)"},
+		{"one seed", mk(0.8), mk(0.6, 0.7), "+0.1500 (n<2)"},
+		{"no spread", mk(0.5, 0.5), mk(0.4, 0.4), "+0.1000 (no spread)"},
+		{"missing", mk(), mk(0.4, 0.4), ""},
+	}
+	for _, c := range cases {
+		tab := differences([]string{"A", "B"}, map[string][]trialInfo{"A": c.a, "B": c.b}, []string{"linear"})
+		got := ""
+		if len(tab.rows) == 1 {
+			got = tab.rows[0][1]
+		}
+		if got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
 }

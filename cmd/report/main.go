@@ -1,12 +1,15 @@
 // Command report writes report/index.html (and with --markdown report/REPORT.md) from a results database:
 // curves, probe accuracies beside the reference rows, accuracy against swept axes, t-SNE, attention maps and
-// reconstructions. Exit status: 0 written, 1 failed, 2 bad flags.
+// reconstructions. With --fill or --check it instead rewrites or verifies the generated table blocks of a
+// results document (RESULTS.md). Exit status: 0 written, 1 failed (or a check found a difference), 2 bad
+// flags.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"mimlab/analysis/report"
 )
@@ -21,8 +24,24 @@ func main() {
 	runs := fs.String("runs", "runs", "folder of the trials' checkpoints")
 	noFig := fs.Bool("no-figures", false, "skip t-SNE, attention maps and reconstructions")
 	tsneImages := fs.Int("tsne-images", 40, "test images whose patches go into each t-SNE map")
+	fill := fs.String("fill", "", "rewrite the generated table blocks of this Markdown file (RESULTS.md) from --db, then exit")
+	check := fs.String("check", "", "check that the generated table blocks of this Markdown file match --db; exit 1 if not")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
+	}
+	if *fill != "" || *check != "" {
+		path, isCheck := *fill, false
+		if *check != "" {
+			path, isCheck = *check, true
+		}
+		sweeps, err := report.ResultsDoc(*db, path, isCheck)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		verb := map[bool]string{false: "filled", true: "checked"}[isCheck]
+		fmt.Fprintf(os.Stderr, "report: %s %d table blocks of %s from %s (%s)\n", verb, len(sweeps), path, *db, strings.Join(sweeps, ", "))
+		return
 	}
 	err := report.Generate(report.Options{DB: *db, Sweep: *sweep, Out: *out, Markdown: *md, Backend: *backend, Runs: *runs,
 		Figures: !*noFig, TSNEImages: *tsneImages, Log: os.Stderr})

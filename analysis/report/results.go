@@ -1,0 +1,116 @@
+package report
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"mimlab/framework/store"
+)
+
+// A results document (RESULTS.md) is prose around tables generated from a results database. Each generated
+// block sits between two comment lines,
+//
+//	<!-- mimlab:tables sweep=NAME -->
+//	...
+//	<!-- mimlab:end -->
+//
+// and holds the sweep's probe table (mean ± std over seeds, with the reference rows), the pairwise
+// differences and the swept-axis tables. Fill rewrites every block from the database; Check reports each
+// block whose text is not what the database gives now, so a hand-edited or stale number is caught.
+var blockRE = regexp.MustCompile(`(?s)(<!-- mimlab:tables sweep=([^ ]+) -->\n)(.*?)(<!-- mimlab:end -->)`)
+
+// SweepTables renders a sweep's tables as Markdown (no figures).
+func SweepTables(st *store.Store, sweep string) (string, error) {
+	trials, configs, by, err := load(st, sweep)
+	if err != nil {
+		return "", err
+	}
+	probes, err := probeSection(st, configs, by, "")
+	if err != nil {
+		return "", err
+	}
+	secs := []*section{probes}
+	if axes := axisSection(trials, ""); axes != nil {
+		secs = append(secs, axes)
+	}
+	var b strings.Builder
+	for _, s := range secs {
+		for _, t := range s.tables {
+			b.WriteString("\n| " + strings.Join(t.head, " | ") + " |\n|" + strings.Repeat(" --- |", len(t.head)) + "\n")
+			for _, r := range t.rows {
+				b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+			}
+		}
+	}
+	return b.String() + "\n", nil
+}
+
+// ResultsDoc fills (check false) or checks (check true) the generated blocks of the Markdown file at path
+// from the database at db. It returns the sweeps it handled; a check that finds a difference returns an
+// error naming the sweep and the first differing line.
+func ResultsDoc(db, path string, check bool) ([]string, error) {
+	if !store.Exists(db) {
+		return nil, fmt.Errorf("--db %s: no such results database", db)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(db)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	var sweeps []string
+	var firstErr error
+	out := blockRE.ReplaceAllStringFunc(string(src), func(m string) string {
+		g := blockRE.FindStringSubmatch(m)
+		sweep := g[2]
+		sweeps = append(sweeps, sweep)
+		tabs, err := SweepTables(st, sweep)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s, block sweep=%s: %w", path, sweep, err)
+			}
+			return m
+		}
+		if check && g[3] != tabs && firstErr == nil {
+			firstErr = fmt.Errorf("%s, block sweep=%s differs from %s: %s", path, sweep, db, firstDiff(g[3], tabs))
+		}
+		return g[1] + tabs + g[4]
+	})
+	if firstErr != nil {
+		return sweeps, firstErr
+	}
+	if len(sweeps) == 0 {
+		return nil, fmt.Errorf("%s has no <!-- mimlab:tables sweep=NAME --> ... <!-- mimlab:end --> blocks", path)
+	}
+	if check || out == string(src) {
+		return sweeps, nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(out), 0o644); err != nil {
+		return sweeps, err
+	}
+	return sweeps, os.Rename(tmp, path)
+}
+
+// firstDiff describes the first line where the document's block (have) and the database (want) differ.
+func firstDiff(have, want string) string {
+	h, w := strings.Split(have, "\n"), strings.Split(want, "\n")
+	for i := 0; i < max(len(h), len(w)); i++ {
+		var a, b string
+		if i < len(h) {
+			a = h[i]
+		}
+		if i < len(w) {
+			b = w[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d of the block is %q, the database gives %q", i+1, a, b)
+		}
+	}
+	return "no difference"
+}
