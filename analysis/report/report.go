@@ -98,12 +98,19 @@ func (s stats) String() string {
 	return fmt.Sprintf("%.4f ± %.4f (n=%d)", s.Mean, s.Std, s.N)
 }
 
-// load reads the done trials of a sweep (every sweep when empty) with their evals, grouped by configuration
-// (the trial name without its seed) in first-seen order.
+// load reads the done trials of a sweep (every sweep when empty; several separated by commas) with their
+// evals, grouped by configuration (the trial name without its seed) in first-seen order.
 func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]trialInfo, error) {
-	all, err := st.Trials(sweep)
-	if err != nil {
-		return nil, nil, nil, err
+	var all []store.Trial
+	for _, sw := range strings.Split(sweep, ",") {
+		ts, err := st.Trials(sw)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if sw != "" && len(ts) == 0 {
+			return nil, nil, nil, fmt.Errorf("%s has no sweep named %q (sweep status lists them)", st.Path, sw)
+		}
+		all = append(all, ts...)
 	}
 	var trials []trialInfo
 	for _, t := range all {
@@ -115,7 +122,7 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 			return nil, nil, nil, err
 		}
 		c := configOf(t.Name)
-		if sweep != "" { // one sweep: its name adds nothing to the labels
+		if sweep != "" && !strings.Contains(sweep, ",") { // one sweep: its name adds nothing to the labels
 			if s, ok := strings.CutPrefix(c, sweep+"["); ok {
 				c = strings.TrimSuffix(s, "]")
 			}
@@ -173,7 +180,7 @@ func Generate(opt Options) error {
 	}
 	p.add(curves)
 	progress("swept axes")
-	if axes := axisSection(trials, opt.Out); axes != nil {
+	if axes := axisSection(trials, opt.Out); axes != nil && !strings.Contains(opt.Sweep, ",") {
 		p.add(axes)
 	}
 	if opt.Figures {

@@ -21,7 +21,8 @@ import (
 // block whose text is not what the database gives now, so a hand-edited or stale number is caught.
 var blockRE = regexp.MustCompile(`(?s)(<!-- mimlab:tables sweep=([^ ]+) -->\n)(.*?)(<!-- mimlab:end -->)`)
 
-// SweepTables renders a sweep's tables as Markdown (no figures).
+// SweepTables renders a sweep's tables (or several sweeps', comma-separated: then without the axis tables)
+// as Markdown, without figures.
 func SweepTables(st *store.Store, sweep string) (string, error) {
 	trials, configs, by, err := load(st, sweep)
 	if err != nil {
@@ -32,8 +33,10 @@ func SweepTables(st *store.Store, sweep string) (string, error) {
 		return "", err
 	}
 	secs := []*section{probes}
-	if axes := axisSection(trials, ""); axes != nil {
-		secs = append(secs, axes)
+	if !strings.Contains(sweep, ",") { // an axis pooled over several sweeps would mix their other settings
+		if axes := axisSection(trials, ""); axes != nil {
+			secs = append(secs, axes)
+		}
 	}
 	var b strings.Builder
 	for _, s := range secs {

@@ -17,7 +17,7 @@ import (
 func main() {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	db := fs.String("db", "results.db", "results database")
-	sweep := fs.String("sweep", "", "only this sweep (default: every trial)")
+	sweep := fs.String("sweep", "", "only this sweep, or these (comma-separated); default: every trial")
 	out := fs.String("out", "report", "output folder")
 	md := fs.Bool("markdown", false, "also write REPORT.md with the same tables (mean ± std over seeds)")
 	backend := fs.String("backend", "auto", "backend for the model figures")
