@@ -3,6 +3,7 @@ package report
 import (
 	"image/color"
 	"math"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -98,14 +99,33 @@ func barChart(path, title string, categories []string, groups []barGroup) error 
 		off := (float64(i) - float64(len(groups)-1)/2) * float64(w)
 		b.Offset = vg.Length(off)
 		p.Add(b)
-		p.Legend.Add(shorten(g.name), b)
+		p.Legend.Add(shorten(legendLabel(g.name)), b)
 		eb := &errBars{xys: xys, errs: errs, off: vg.Length(off)}
 		p.Add(eb)
 	}
 	p.NominalX(categories...)
+	p.X.Min, p.X.Max = -0.5, float64(len(categories))-0.5 // the outer groups' bars stay inside the plot
 	p.Legend.Top = true
 	p.Legend.Left = false
 	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+}
+
+// legendLabel compacts a configuration label for a legend: "decoder.name=transformer,method.align_weight=2"
+// becomes "transformer, align_weight=2" (component names by value, other keys without their section).
+func legendLabel(s string) string {
+	parts := strings.Split(s, ",")
+	for i, kv := range parts {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return s
+		}
+		if strings.HasSuffix(k, ".name") {
+			parts[i] = v
+		} else if _, short, ok := strings.Cut(k, "."); ok {
+			parts[i] = short + "=" + v
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func shorten(s string) string {
