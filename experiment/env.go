@@ -82,13 +82,18 @@ func (e *Env) Dataset(c *data.Config) (*data.Dataset, error) {
 // Provenance describes this process for the trials table.
 func (e *Env) Provenance() store.Provenance {
 	p := store.Provenance{GoVersion: runtime.Version(), Backend: e.BackendName, GPU: "none"}
-	if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+	bi, haveBI := debug.ReadBuildInfo()
+	if rev, dirty, ok := vcsOf(bi, haveBI); ok {
+		// The commit the binary was built from: the working tree may have moved on since (a long sweep
+		// from a built binary while the code is edited).
+		p.GitCommit, p.GitDirty = rev, dirty
+	} else if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil { // go run: no stamp
 		p.GitCommit = strings.TrimSpace(string(out))
 		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
 			p.GitDirty = len(strings.TrimSpace(string(st))) > 0
 		}
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	if haveBI {
 		var mods []string
 		for _, m := range bi.Deps {
 			if strings.Contains(m.Path, "gomlx") || strings.Contains(m.Path, "sqlite") || strings.Contains(m.Path, "gonum") {
@@ -107,4 +112,20 @@ func (e *Env) Provenance() store.Provenance {
 		}
 	}
 	return p
+}
+
+// vcsOf reads the revision and modified flag that `go build` stamps into a binary built in a git checkout.
+func vcsOf(bi *debug.BuildInfo, ok bool) (rev string, dirty, found bool) {
+	if !ok || bi == nil {
+		return "", false, false
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	return rev, dirty, rev != ""
 }
