@@ -77,14 +77,19 @@ func (p *page) markdown() string {
 	for _, s := range p.sections {
 		fmt.Fprintf(&b, "\n## %s\n\n%s\n", s.title, s.text)
 		for _, t := range s.tables {
-			b.WriteString("\n| " + strings.Join(t.head, " | ") + " |\n|" + strings.Repeat(" --- |", len(t.head)) + "\n")
-			for _, r := range t.rows {
-				b.WriteString("| " + strings.Join(r, " | ") + " |\n")
-			}
+			t.markdown(&b)
 		}
 		for _, f := range s.images {
 			fmt.Fprintf(&b, "\n![%s](%s)\n", f.caption, f.src)
 		}
 	}
 	return b.String()
+}
+
+// markdown writes the table as Markdown, preceded by a blank line.
+func (t table) markdown(b *strings.Builder) {
+	b.WriteString("\n| " + strings.Join(t.head, " | ") + " |\n|" + strings.Repeat(" --- |", len(t.head)) + "\n")
+	for _, r := range t.rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
 }

@@ -214,13 +214,7 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 		row := []string{c}
 		g := barGroup{name: c}
 		for _, p := range protocols {
-			var v []float64
-			for _, t := range by[c] {
-				if x, ok := t.Evals[p]["top1"]; ok {
-					v = append(v, x)
-				}
-			}
-			s := summarize(v)
+			s := top1Stats(by[c], p)
 			row = append(row, s.String())
 			g.vals = append(g.vals, s)
 		}
@@ -410,26 +404,28 @@ func datasetOf(specJSON string) string {
 	return sp.Data.Name
 }
 
+// top1Stats summarises a protocol's top-1 over a configuration's trials (its seeds).
+func top1Stats(ts []trialInfo, protocol string) stats {
+	var v []float64
+	for _, t := range ts {
+		if x, ok := t.Evals[protocol]["top1"]; ok {
+			v = append(v, x)
+		}
+	}
+	return summarize(v)
+}
+
 // differences compares every pair of configurations on every protocol: the difference of the means and that
 // difference in units of the pooled seed-to-seed standard deviation, sqrt((sA² + sB²) / 2), the yardstick
 // for "larger than the spread across seeds".
 func differences(configs []string, by map[string][]trialInfo, protocols []string) table {
 	tab := table{head: append([]string{"difference (first − second)"}, protocols...)}
-	st := func(c, p string) stats {
-		var v []float64
-		for _, t := range by[c] {
-			if x, ok := t.Evals[p]["top1"]; ok {
-				v = append(v, x)
-			}
-		}
-		return summarize(v)
-	}
 	for i, a := range configs {
 		for _, b := range configs[i+1:] {
 			row := []string{a + " − " + b}
 			any := false
 			for _, p := range protocols {
-				sa, sb := st(a, p), st(b, p)
+				sa, sb := top1Stats(by[a], p), top1Stats(by[b], p)
 				switch {
 				case sa.N == 0 || sb.N == 0:
 					row = append(row, "-")

@@ -41,10 +41,7 @@ func SweepTables(st *store.Store, sweep string) (string, error) {
 	var b strings.Builder
 	for _, s := range secs {
 		for _, t := range s.tables {
-			b.WriteString("\n| " + strings.Join(t.head, " | ") + " |\n|" + strings.Repeat(" --- |", len(t.head)) + "\n")
-			for _, r := range t.rows {
-				b.WriteString("| " + strings.Join(r, " | ") + " |\n")
-			}
+			t.markdown(&b)
 		}
 	}
 	return b.String() + "\n", nil
