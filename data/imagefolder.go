@@ -5,6 +5,7 @@ import (
 	"image"
 	_ "image/jpeg"
 	_ "image/png"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -82,6 +83,8 @@ func isDir(p string) bool {
 	return err == nil && st.IsDir()
 }
 
+// classDirs lists root's class folders: sub-folders not starting with ".", symlinks to folders included (a
+// symlink whose target is missing is an error, so that no class is dropped silently).
 func classDirs(root string) ([]string, error) {
 	ents, err := os.ReadDir(root)
 	if err != nil {
@@ -89,7 +92,18 @@ func classDirs(root string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		isClass := e.IsDir()
+		if e.Type()&os.ModeSymlink != 0 {
+			st, err := os.Stat(filepath.Join(root, e.Name()))
+			if err != nil {
+				return nil, fmt.Errorf("data.root: symlink %s: %w", filepath.Join(root, e.Name()), err)
+			}
+			isClass = st.IsDir()
+		}
+		if isClass {
 			out = append(out, e.Name())
 		}
 	}
@@ -124,19 +138,49 @@ func readClassImages(root string, classes []string, ch, size int, _ []int) (Spli
 	return s, nil
 }
 
+// MaxImagePixels is the largest image (width x height) imagefolder decodes: larger ones are refused from
+// their header, before any pixel is allocated (a few hundred bytes of PNG can claim 100000x100000).
+const MaxImagePixels = 8192 * 8192
+
+// decodeImage reads one image file (a regular file: a FIFO or device in a class folder is an error, not a hang)
+// and returns it resized and cropped to size x size with ch channels.
 func decodeImage(path string, ch, size int) ([]float32, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("data.root: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("data.root: %s: not a regular file (mode %v)", path, st.Mode())
+	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("data.root: %w", err)
 	}
 	defer f.Close()
-	im, _, err := image.Decode(f)
+	return decodeImageFrom(path, f, ch, size)
+}
+
+// decodeImageFrom decodes a PNG or JPEG after checking, from its header, that it is at most MaxImagePixels.
+func decodeImageFrom(path string, r io.ReadSeeker, ch, size int) ([]float32, error) {
+	cfg, _, err := image.DecodeConfig(r)
+	if err != nil {
+		return nil, fmt.Errorf("data.root: %s: cannot decode image (corrupt or not PNG/JPEG): %w", path, err)
+	}
+	if w, h := cfg.Width, cfg.Height; w <= 0 || h <= 0 {
+		return nil, fmt.Errorf("data.root: %s: empty image (%dx%d)", path, w, h)
+	} else if w > MaxImagePixels/h {
+		return nil, fmt.Errorf("data.root: %s: image %dx%d exceeds the limit of 8192x8192 pixels (data.MaxImagePixels)", path, w, h)
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("data.root: %s: %w", path, err)
+	}
+	im, _, err := image.Decode(r)
 	if err != nil {
 		return nil, fmt.Errorf("data.root: %s: cannot decode image (corrupt or not PNG/JPEG): %w", path, err)
 	}
 	b := im.Bounds()
 	w, h := b.Dx(), b.Dy()
-	if w == 0 || h == 0 {
+	if w <= 0 || h <= 0 {
 		return nil, fmt.Errorf("data.root: %s: empty image", path)
 	}
 	rgb := make([]float32, 3*w*h)
