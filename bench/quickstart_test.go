@@ -44,7 +44,7 @@ func BenchmarkQuickstartStep(b *testing.B) {
 	}
 	env := experiment.NewEnv(be, resolved, b.TempDir(), io.Discard)
 	for _, tr := range trials {
-		method := experiment.Typed(tr.Resolved).Method.Name
+		method := experiment.Impl(tr.Resolved, "method")
 		b.Run(method, func(b *testing.B) {
 			env.AddSpec(tr.Hash, tr.Resolved)
 			t, err := env.Prepare(tr.Hash)

@@ -135,7 +135,7 @@ func (t *Trial) BaselineKeys() (raw, random string) {
 	a, _ := json.Marshal(struct {
 		Enc  any
 		Eval string
-	}{t.Cfg.Encoder, string(e)})
+	}{t.Cfg.res.Sections["encoder"], string(e)})
 	return "raw_pixels|" + DataKey(t.Cfg.Data) + "|" + string(e), "random_init|" + DataKey(t.Cfg.Data) + "|" + string(a)
 }
 

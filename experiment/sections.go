@@ -77,6 +77,7 @@ type fixed struct {
 
 func (f fixed) Name() string    { return f.name }
 func (f fixed) Default() string { return "" }
+func (f fixed) Names() []string { return nil }
 func (f fixed) New(impl string) (registry.Config, error) {
 	if impl != "" {
 		return nil, fmt.Errorf("%s has no implementations to name (remove %s.name)", f.name, f.name)
@@ -84,9 +85,15 @@ func (f fixed) New(impl string) (registry.Config, error) {
 	return f.fn(), nil
 }
 
-// Sections are every section a spec may hold, with their defaults.
-func Sections() []spec.Section {
-	return []spec.Section{
+// Kind is a component kind as `sweep list` and the README tables see it.
+type Kind interface {
+	spec.Section
+	Doc(name string) string
+}
+
+// Kinds are the component kinds, in spec order, with their defaults.
+func Kinds() []Kind {
+	return []Kind{
 		data.Registry.WithDefault("mnist"),
 		masking.Registry.WithDefault("block"),
 		targets.Registry.WithDefault("pixel"),
@@ -94,6 +101,12 @@ func Sections() []spec.Section {
 		regressor.Registry.WithDefault("cae"),
 		decoder.Registry.WithDefault("transformer"),
 		method.Registry.WithDefault("cae"),
+	}
+}
+
+// Fixed are the sections with one config type: [train] and [eval].
+func Fixed() []spec.Section {
+	return []spec.Section{
 		fixed{"train", func() registry.Config {
 			return &TrainConfig{Epochs: 0, Steps: 300, LR: 1.5e-3, MinLR: 1e-5, WeightDecay: 0.05, WarmupSteps: 20, Clip: 3,
 				Beta1: 0.9, Beta2: 0.999, CheckpointEvery: 100, LogEvery: 10, Backend: "auto", Device: "cpu"}
@@ -102,77 +115,125 @@ func Sections() []spec.Section {
 	}
 }
 
-// Configs are a resolved spec's typed sections.
+// Sections are every section a spec may hold, with their defaults.
+func Sections() []spec.Section {
+	var out []spec.Section
+	for _, k := range Kinds() {
+		out = append(out, k)
+	}
+	return append(out, Fixed()...)
+}
+
+// Configs are a resolved spec's sections: the fixed ones typed, the components by kind.
 type Configs struct {
-	Data      *data.Config
-	Masking   *masking.Config
-	Targets   *targets.Config
-	Encoder   *encoder.Config
-	Regressor *regressor.Config
-	Decoder   *decoder.Config
-	Method    *method.Config
-	Train     *TrainConfig
-	Eval      *eval.Config
+	Data  *data.Config
+	Train *TrainConfig
+	Eval  *eval.Config
+	res   *spec.Resolved
 }
 
 // Typed extracts the sections of a resolved spec.
 func Typed(res *spec.Resolved) Configs {
 	s := res.Sections
-	return Configs{
-		Data: s["data"].(*data.Config), Masking: s["masking"].(*masking.Config), Targets: s["targets"].(*targets.Config),
-		Encoder: s["encoder"].(*encoder.Config), Regressor: s["regressor"].(*regressor.Config), Decoder: s["decoder"].(*decoder.Config),
-		Method: s["method"].(*method.Config), Train: s["train"].(*TrainConfig), Eval: s["eval"].(*eval.Config),
-	}
+	return Configs{Data: s["data"].(*data.Config), Train: s["train"].(*TrainConfig), Eval: s["eval"].(*eval.Config), res: res}
 }
 
-// CheckCross validates what no single section can: masking against the patch grid and the method's
-// combination of components. It needs no data, so `sweep plan` runs it.
+// Impl is the implementation a resolved spec chose for a kind (its name key).
+func Impl(res *spec.Resolved, kind string) string {
+	n, _ := spec.Values(res.Sections[kind], false)["name"].(string)
+	return n
+}
+
+// Impl is the implementation chosen for a kind.
+func (c Configs) Impl(kind string) string { return Impl(c.res, kind) }
+
+func build[T any](k interface {
+	Build(string, registry.Config) (T, error)
+}, c Configs, kind string) (T, error) {
+	return k.Build(c.Impl(kind), c.res.Sections[kind])
+}
+
+// CheckCross validates what no single section can: masking against the patch grid, every head count against
+// its width, and the method's combination of components. It needs no data, so `sweep plan` runs it. Errors
+// name where each involved key was set.
 func CheckCross(res *spec.Resolved) error {
 	c := Typed(res)
-	g := c.Data.ImageSize / c.Data.PatchSize
-	if c.Method.Name != "supervised" {
-		if err := c.Masking.CheckGrid(g * g); err != nil {
-			return &spec.Error{File: res.File, Msg: err.Error()}
-		}
+	wrap := func(err error) error { return &spec.Error{File: res.File, Msg: err.Error()} }
+	if err := checkHeads(res); err != nil {
+		return wrap(err)
 	}
-	m, err := assemble(c, 1, 10, nil)
+	tf, err := build(targets.Registry, c, "targets")
 	if err != nil {
-		return &spec.Error{File: res.File, Msg: err.Error()}
+		return wrap(err)
+	}
+	m, err := assemble(c, 1, 10, targets.Standin(tf, c.Data.PatchSize*c.Data.PatchSize))
+	if err != nil {
+		return wrap(err)
 	}
 	if err := m.Check(); err != nil {
-		return &spec.Error{File: res.File, Msg: err.Error()}
+		return wrap(err)
+	}
+	if m.Method.Needs().Mask {
+		strat, err := build(masking.Registry, c, "masking")
+		if err != nil {
+			return wrap(err)
+		}
+		g := c.Data.ImageSize / c.Data.PatchSize
+		if err := masking.CheckGrid(strat, g*g); err != nil {
+			return wrap(fmt.Errorf("%w (set at %s; data.image_size = %d at %s, data.patch_size = %d at %s)", err,
+				res.Where("masking.num_masked"), c.Data.ImageSize, res.Where("data.image_size"), c.Data.PatchSize, res.Where("data.patch_size")))
+		}
 	}
 	return nil
 }
 
-// assemble builds the model's components; target may be nil (plan time: a pixel stand-in is used so the
-// combination can be checked without preparing a tokenizer).
+// checkHeads: the encoder's width must divide by its heads, and by the regressor's and decoder's (0 = the
+// encoder's).
+func checkHeads(res *spec.Resolved) error {
+	enc := spec.Values(res.Sections["encoder"], false)
+	dim, _ := enc["dim"].(int64)
+	heads, _ := enc["heads"].(int64)
+	if heads > 0 && dim%heads != 0 {
+		return fmt.Errorf("encoder.heads = %d (at %s): must divide encoder.dim = %d (at %s)", heads, res.Where("encoder.heads"), dim, res.Where("encoder.dim"))
+	}
+	for _, kind := range []string{"regressor", "decoder"} {
+		h, ok := spec.Values(res.Sections[kind], false)["heads"].(int64)
+		if ok && h > 0 && dim%h != 0 {
+			return fmt.Errorf("%s.heads = %d (at %s): must divide encoder.dim = %d (at %s); 0 = the encoder's heads", kind, h, res.Where(kind+".heads"), dim, res.Where("encoder.dim"))
+		}
+	}
+	return nil
+}
+
+// assemble builds the model's components around a prepared target (a stand-in at plan time).
 func assemble(c Configs, channels, classes int, target targets.Target) (*method.Model, error) {
-	enc, err := encoder.Registry.Build(c.Encoder.Name, c.Encoder)
+	enc, err := build(encoder.Registry, c, "encoder")
 	if err != nil {
 		return nil, err
 	}
-	reg, err := regressor.Registry.Build(c.Regressor.Name, c.Regressor)
+	reg, err := build(regressor.Registry, c, "regressor")
 	if err != nil {
 		return nil, err
 	}
-	dec, err := decoder.Registry.Build(c.Decoder.Name, c.Decoder)
+	dec, err := build(decoder.Registry, c, "decoder")
 	if err != nil {
 		return nil, err
 	}
-	meth, err := method.Registry.Build(c.Method.Name, c.Method)
+	meth, err := build(method.Registry, c, "method")
 	if err != nil {
 		return nil, err
 	}
-	if c.Method.Name == "mae" && c.Targets.Name != "pixel" {
-		return nil, fmt.Errorf("method.name = \"mae\": targets.name = %q; allowed: pixel", c.Targets.Name)
+	numMasked := 0
+	if meth.Needs().Mask {
+		strat, err := build(masking.Registry, c, "masking")
+		if err != nil {
+			return nil, err
+		}
+		numMasked = strat.Count()
 	}
-	if target == nil {
-		target = targets.Pixel{PatchDim: channels * c.Data.PatchSize * c.Data.PatchSize}
-	}
-	if c.Method.Name == "supervised" {
+	if !meth.Needs().Target {
 		target = nil
 	}
-	return &method.Model{Method: meth, ViT: enc.ViT(c.Data.ImageSize, c.Data.PatchSize, channels), Encoder: enc, Regressor: reg,
-		Decoder: dec, Target: target, NumMasked: c.Masking.NumMasked, Classes: classes}, nil
+	return &method.Model{Method: meth, Name: c.Impl("method"), ViT: enc.ViT(c.Data.ImageSize, c.Data.PatchSize, channels), Encoder: enc,
+		Regressor: reg, Decoder: dec, Target: target, NumMasked: numMasked, Classes: classes}, nil
 }

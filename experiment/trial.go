@@ -26,8 +26,7 @@ type Trial struct {
 	Cfg   Configs
 	Data  *data.Dataset
 	Model *method.Model
-	Tok   targets.Tokenizer
-	Mask  masking.Strategy
+	Mask  masking.Strategy // nil when the method needs no masks
 	Dir   string
 	env   *Env
 }
@@ -43,10 +42,13 @@ func (e *Env) Prepare(hash string) (*Trial, error) {
 	if err != nil {
 		return nil, err
 	}
+	meth, err := build(method.Registry, c, "method")
+	if err != nil {
+		return nil, err
+	}
 	var target targets.Target
-	var tok targets.Tokenizer
-	if c.Method.Name != "supervised" {
-		f, err := targets.Registry.Build(c.Targets.Name, c.Targets)
+	if meth.Needs().Target {
+		f, err := build(targets.Registry, c, "targets")
 		if err != nil {
 			return nil, err
 		}
@@ -54,21 +56,34 @@ func (e *Env) Prepare(hash string) (*Trial, error) {
 		if err != nil {
 			return nil, err
 		}
-		tok = target.Tokenizer()
 	}
 	m, err := assemble(c, ds.Channels, ds.Classes, target)
 	if err != nil {
+		closeTarget(target)
 		return nil, err
 	}
 	if err := m.Check(); err != nil {
+		closeTarget(target)
 		return nil, err
 	}
-	strat, err := masking.Registry.Build(c.Masking.Name, c.Masking)
-	if err != nil {
-		return nil, err
+	var strat masking.Strategy
+	if meth.Needs().Mask {
+		if strat, err = build(masking.Registry, c, "masking"); err != nil {
+			closeTarget(target)
+			return nil, err
+		}
 	}
-	return &Trial{Cfg: c, Data: ds, Model: m, Tok: tok, Mask: strat, Dir: filepath.Join(e.RunsDir, hash), env: e}, nil
+	return &Trial{Cfg: c, Data: ds, Model: m, Mask: strat, Dir: filepath.Join(e.RunsDir, hash), env: e}, nil
 }
+
+func closeTarget(t targets.Target) {
+	if c, ok := t.(targets.Closer); ok {
+		c.Close()
+	}
+}
+
+// Close frees what the trial holds in the engine (a tokenizer's parameters and programs).
+func (t *Trial) Close() { closeTarget(t.Model.Target) }
 
 // TotalSteps is train.steps, or epochs x batches per epoch.
 func (t *Trial) TotalSteps() int {
@@ -88,38 +103,44 @@ func (t *Trial) loaderConfig(train bool) data.LoaderConfig {
 	return lc
 }
 
-// StepInputs turns a batch into the training step's data tensors: images, masks (a pure function of
-// (seed, step, sample)), tokens or labels.
+// StepInputs turns a batch into the training step's data tensors, in the order of Model.DataShapes:
+// images, then masks (a pure function of (seed, step, sample)) when the method needs them, the target's host
+// input when it has one, labels when the method needs them.
 func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) {
 	v := t.Model.ViT
 	bs := len(b.Labels)
-	imgs := tensors.FromFlatDataAndDimensions(b.Images, bs, v.Channels, v.ImageSize, v.ImageSize)
-	if t.Model.Method.Name == "supervised" {
-		return []*tensors.Tensor{imgs, tensors.FromFlatDataAndDimensions(append([]int64(nil), b.Labels...), bs)}, nil
-	}
-	n, g := v.NumPatches(), v.Grid()
-	vis := make([]int64, 0, bs*(n-t.Model.NumMasked))
-	msk := make([]int64, 0, bs*t.Model.NumMasked)
-	mf := make([]float32, bs*n)
-	for i := 0; i < bs; i++ {
-		r := rand.New(rand.NewPCG(t.Cfg.Train.Seed^0x6d61736b, uint64(b.Step)<<20|uint64(i)))
-		vi, mi := masking.Indices(t.Mask.Mask(r, g))
-		if len(mi) != t.Model.NumMasked {
-			return nil, fmt.Errorf("masking %s returned %d masked patches, want %d", t.Cfg.Masking.Name, len(mi), t.Model.NumMasked)
+	out := []*tensors.Tensor{tensors.FromFlatDataAndDimensions(b.Images, bs, v.Channels, v.ImageSize, v.ImageSize)}
+	need := t.Model.Method.Needs()
+	if need.Mask {
+		n, g, k := v.NumPatches(), v.Grid(), t.Model.NumMasked
+		vis := make([]int64, 0, bs*(n-k))
+		msk := make([]int64, 0, bs*k)
+		mf := make([]float32, bs*n)
+		for i := 0; i < bs; i++ {
+			r := rand.New(rand.NewPCG(t.Cfg.Train.Seed^0x6d61736b, uint64(b.Step)<<20|uint64(i)))
+			vi, mi := masking.Indices(t.Mask.Mask(r, g))
+			if len(mi) != k {
+				nn.Free(out...)
+				return nil, fmt.Errorf("masking %s returned %d masked patches, want %d", t.Cfg.Impl("masking"), len(mi), k)
+			}
+			vis, msk = append(vis, vi...), append(msk, mi...)
+			for _, j := range mi {
+				mf[i*n+int(j)] = 1
+			}
 		}
-		vis, msk = append(vis, vi...), append(msk, mi...)
-		for _, j := range mi {
-			mf[i*n+int(j)] = 1
-		}
+		out = append(out, tensors.FromFlatDataAndDimensions(vis, bs, n-k), tensors.FromFlatDataAndDimensions(msk, bs, k),
+			tensors.FromFlatDataAndDimensions(mf, bs, n))
 	}
-	out := []*tensors.Tensor{imgs, tensors.FromFlatDataAndDimensions(vis, bs, n-t.Model.NumMasked),
-		tensors.FromFlatDataAndDimensions(msk, bs, t.Model.NumMasked), tensors.FromFlatDataAndDimensions(mf, bs, n)}
-	if t.Tok != nil {
-		toks, err := t.Tok.Tokenize(b.Images, bs)
+	if h := t.Model.HostInput(); h != nil {
+		x, err := h.Input(b.Images, bs)
 		if err != nil {
-			return nil, fmt.Errorf("tokenizing: %w", err)
+			nn.Free(out...)
+			return nil, err
 		}
-		out = append(out, tensors.FromFlatDataAndDimensions(toks, bs, n))
+		out = append(out, x)
+	}
+	if need.Labels {
+		out = append(out, tensors.FromFlatDataAndDimensions(append([]int64(nil), b.Labels...), bs))
 	}
 	return out, nil
 }
@@ -179,16 +200,34 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	if err := s.SetProvenance(st.ID, prov); err != nil {
 		return err
 	}
+	if _, err := e.spec(st.Hash); err != nil {
+		// A worker that did not expand this trial's spec (another host, an edited spec file): the stored
+		// spec is the trial's definition.
+		res, err := ResolveStored(st.Spec)
+		if err != nil {
+			return fmt.Errorf("trial %d: %w", st.ID, err)
+		}
+		if h := res.Hash(); h != st.Hash {
+			return fmt.Errorf("trial %d: its stored spec resolves to %s, not its identity %s (a `sweep run` re-identifies stored trials)", st.ID, h, st.Hash)
+		}
+		e.AddSpec(st.Hash, res)
+	}
 	t, err := e.Prepare(st.Hash)
 	if err != nil {
 		return err
 	}
-	if t.Tok != nil {
-		if info := t.Tok.Info(); info != nil {
-			for k, v := range info {
-				rec.Eval("tokenizer", k, v)
+	defer t.Close()
+	if tk, ok := t.Model.Target.(targets.Tokenized); ok && tk.Tokenizer() != nil {
+		tok := tk.Tokenizer()
+		for k, v := range tok.Info() {
+			if err := rec.Eval("tokenizer", k, v); err != nil {
+				return fmt.Errorf("recording the tokenizer: %w", err)
 			}
-			rec.Artifact("tokenizer", t.Tok.Path())
+		}
+		if tok.Path() != "" {
+			if err := rec.Artifact("tokenizer", tok.Path()); err != nil {
+				return fmt.Errorf("recording the tokenizer: %w", err)
+			}
 		}
 	}
 	if err := os.MkdirAll(t.Dir, 0o755); err != nil {
@@ -310,7 +349,7 @@ func ExportEncoder(t *Trial, set *nn.ParamSet, params []*tensors.Tensor, path st
 	arr["pos_embed"] = nn.Array{Shape: []int{1, v.NumPatches() + 1, v.Dim}, F32: pe}
 	meta := map[string]string{"format": "timm-vit", "dim": fmt.Sprint(v.Dim), "depth": fmt.Sprint(v.Depth), "heads": fmt.Sprint(v.Heads),
 		"patch_size": fmt.Sprint(v.PatchSize), "image_size": fmt.Sprint(v.ImageSize), "in_chans": fmt.Sprint(v.Channels),
-		"mlp_ratio": fmt.Sprint(v.MLPRatio), "layer_scale": fmt.Sprint(v.LayerScale), "method": t.Cfg.Method.Name}
+		"mlp_ratio": fmt.Sprint(v.MLPRatio), "layer_scale": fmt.Sprint(v.LayerScale), "method": t.Model.Name}
 	return nn.SaveSafetensors(path, arr, meta)
 }
 

@@ -79,7 +79,8 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 		}
 		attSec.grid = append(attSec.grid, []figure{{relA, c}})
 		// reconstructions
-		if _, ok := t.Model.Target.(targets.Pixel); ok && t.Model.Method.Name == "cae" {
+		_, pixels := t.Model.Target.(targets.Pixel)
+		if _, ok := t.Model.Method.(method.Reconstructor); ok && pixels {
 			relR, absR, okR := fig("recon")
 			if !okR {
 				if err := reconFigure(t, set, params, absR); err != nil {
@@ -226,7 +227,8 @@ func reconFigure(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor
 		shp = append(shp, x.Shape())
 	}
 	prog, err := nn.Compile(t.Env().Backend, set, dtypes.Float32, false, shp, func(s nn.Scope, d []*Node) []*Node {
-		return []*Node{m.Predict(s, d), m.Reconstruct(s, d[method.InImages], d[method.InMasked])}
+		r := m.Method.(method.Reconstructor)
+		return []*Node{r.Predict(m, s, m.Unpack(d)), r.Reconstruct(m, s, d[method.InImages], d[method.InMasked])}
 	})
 	if err != nil {
 		return err

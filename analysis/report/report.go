@@ -8,17 +8,19 @@
 package report
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
+	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
 
@@ -41,26 +43,53 @@ type trialInfo struct {
 	Evals  map[string]map[string]float64
 }
 
-var seedRE = regexp.MustCompile(`(,?)train\.seed=\d+`)
-
-func configOf(name string) string {
-	c := seedRE.ReplaceAllString(name, "")
-	c = strings.Replace(c, "[,", "[", 1)
-	return strings.TrimSuffix(c, "[]")
-}
-
-func pointOf(name string) map[string]string {
-	out := map[string]string{}
-	i := strings.Index(name, "[")
-	if i < 0 || !strings.HasSuffix(name, "]") {
-		return out
+// pointOf reads a trial's stored sweep point (a JSON object) as display strings.
+func pointOf(t store.Trial) map[string]string {
+	var p map[string]any
+	if err := json.Unmarshal([]byte(t.Point), &p); err != nil || p == nil {
+		p = store.PointFromName(t.Name) // a row the store could not fill
 	}
-	for _, kv := range strings.Split(name[i+1:len(name)-1], ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			out[k] = v
-		}
+	out := map[string]string{}
+	for k, v := range p {
+		out[k] = spec.PointString(map[string]any{k: v})[len(k)+1:]
 	}
 	return out
+}
+
+// configOf is a trial's label without its seed: trials of one configuration across seeds share it.
+func configOf(t store.Trial) string {
+	name := t.Name
+	if i := strings.Index(name, "["); i >= 0 {
+		name = name[:i]
+	}
+	var p map[string]any
+	if err := json.Unmarshal([]byte(t.Point), &p); err != nil || p == nil {
+		p = store.PointFromName(t.Name)
+	}
+	delete(p, "train.seed")
+	if len(p) == 0 {
+		return name
+	}
+	return name + "[" + spec.PointString(p) + "]"
+}
+
+// identityOf is a trial's configuration without its seed, from its stored spec: two trials pool as seeds
+// only when these are equal.
+func identityOf(t store.Trial) string {
+	tree, err := spec.FromJSON(t.Spec)
+	if err != nil {
+		return t.Spec
+	}
+	if tr, ok := tree["train"].(map[string]any); ok {
+		delete(tr, "seed")
+		delete(tr, "Seed")
+		delete(tr, "backend")
+		delete(tr, "device")
+		delete(tr, "Backend")
+		delete(tr, "Device")
+	}
+	b, _ := json.Marshal(tree)
+	return string(b)
 }
 
 // stats is mean, standard deviation (n-1) and count.
@@ -121,13 +150,28 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		c := configOf(t.Name)
+		c := configOf(t)
 		if sweep != "" && !strings.Contains(sweep, ",") { // one sweep: its name adds nothing to the labels
 			if s, ok := strings.CutPrefix(c, sweep+"["); ok {
 				c = strings.TrimSuffix(s, "]")
 			}
 		}
-		trials = append(trials, trialInfo{Trial: t, Config: c, Point: pointOf(t.Name), Evals: ev})
+		trials = append(trials, trialInfo{Trial: t, Config: c, Point: pointOf(t), Evals: ev})
+	}
+	// Never pool different configurations as seeds: a label shared by trials whose specs differ (a spec
+	// edited under the same name) gets each configuration's own suffix.
+	ids := map[string]map[string]bool{}
+	for _, t := range trials {
+		if ids[t.Config] == nil {
+			ids[t.Config] = map[string]bool{}
+		}
+		ids[t.Config][identityOf(t.Trial)] = true
+	}
+	for i, t := range trials {
+		if len(ids[t.Config]) > 1 {
+			h := sha256.Sum256([]byte(identityOf(t.Trial)))
+			trials[i].Config = fmt.Sprintf("%s (config %s)", t.Config, hex.EncodeToString(h[:])[:6])
+		}
 	}
 	if len(trials) == 0 {
 		return nil, nil, nil, fmt.Errorf("%s has no finished trials%s", st.Path, map[bool]string{true: " in sweep " + sweep, false: ""}[sweep != ""])

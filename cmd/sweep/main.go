@@ -15,14 +15,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"mimlab/experiment"
-	"mimlab/framework/npy"
 	"mimlab/framework/runner"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
@@ -41,6 +40,7 @@ const usage = `usage:
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
+  sweep list                      every registered component by kind, its keys, defaults and allowed values
   sweep fetch-ort
 `
 
@@ -67,6 +67,8 @@ func main() {
 		err = cmdStatus(os.Args[2:])
 	case "export":
 		err = cmdExport(os.Args[2:])
+	case "list":
+		err = cmdList(os.Args[2:])
 	case "fetch-ort":
 		var p string
 		p, err = nn.FetchORT(context.Background(), os.Stderr)
@@ -76,7 +78,7 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
-		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, fetch-ort", os.Args[1])}
+		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, list, fetch-ort", os.Args[1])}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sweep:", err)
@@ -107,34 +109,12 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-type planned struct {
-	raw    *spec.Raw
-	trials []sweep.Trial
-}
-
-// expand loads, resolves and cross-checks every spec; nothing touches the database.
-func expand(files []string, sets []string) ([]planned, error) {
+// plan expands the specs; a missing spec list is a usage error.
+func plan(files, sets []string) ([]experiment.Planned, error) {
 	if len(files) == 0 {
 		return nil, exitErr{2, fmt.Errorf("no spec files given\n%s", usage)}
 	}
-	var out []planned
-	for _, f := range files {
-		raw, err := spec.Load(f, sets)
-		if err != nil {
-			return nil, err
-		}
-		ts, err := sweep.Expand(raw, experiment.Sections())
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range ts {
-			if err := experiment.CheckCross(t.Resolved); err != nil {
-				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
-			}
-		}
-		out = append(out, planned{raw, ts})
-	}
-	return out, nil
+	return experiment.Plan(files, sets)
 }
 
 func cmdPlan(args []string) error {
@@ -145,17 +125,17 @@ func cmdPlan(args []string) error {
 	if err != nil {
 		return err
 	}
-	ps, err := expand(files, sets)
+	ps, err := plan(files, sets)
 	if err != nil {
 		return err
 	}
 	total := 0
 	for _, p := range ps {
-		fmt.Printf("%s (%s): %d trials\n", p.raw.Name, p.raw.File, len(p.trials))
-		for _, t := range p.trials {
-			fmt.Printf("  %s  %s\n", t.Hash, t.Label)
+		fmt.Printf("%s (%s): %d trials\n", p.Raw.Name, p.Raw.File, len(p.Trials))
+		for _, line := range strings.Split(strings.TrimRight(sweep.Describe(p.Trials), "\n"), "\n") {
+			fmt.Printf("  %s\n", line)
 		}
-		total += len(p.trials)
+		total += len(p.Trials)
 	}
 	fmt.Printf("%d trials in %d specs\n", total, len(ps))
 	return nil
@@ -167,8 +147,8 @@ func cmdRun(args []string) error {
 	fs.Var(&sets, "set", "override key.path=value")
 	workers := fs.Int("j", 1, "trials in parallel")
 	db := fs.String("db", "results.db", "results database")
-	device := fs.String("device", "", "cpu or cuda (default: the spec's train.device)")
-	backend := fs.String("backend", "", "auto, ort, go or xla (default: the spec's train.backend)")
+	device := fs.String("device", "", "cpu or cuda (default: each spec's train.device)")
+	backend := fs.String("backend", "", "auto, ort, go or xla (default: each spec's train.backend)")
 	retry := fs.Bool("retry-failed", false, "run failed trials again")
 	runs := fs.String("runs", "runs", "folder for checkpoints and exports")
 	watchdog := fs.Duration("watchdog", 15*time.Minute, "fail a trial with no progress for this long (0 = off)")
@@ -183,70 +163,86 @@ func cmdRun(args []string) error {
 	if *backend != "" && !contains(nn.Backends, *backend) {
 		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
 	}
-	ps, err := expand(files, sets)
+	if *workers < 1 {
+		return exitErr{2, fmt.Errorf("-j %d: must be >= 1", *workers)}
+	}
+	if *workers > runtime.NumCPU() {
+		fmt.Fprintf(os.Stderr, "sweep: -j %d is more than the %d cores of this machine; trials will compete for them\n", *workers, runtime.NumCPU())
+	}
+	ps, err := plan(files, sets)
 	if err != nil {
 		return err
 	}
-	// Backend: the flag wins, then the first trial's spec.
-	first := experiment.Typed(ps[0].trials[0].Resolved).Train
-	be, dev := first.Backend, first.Device
-	if *backend != "" {
-		be = *backend
-	}
-	if *device != "" {
-		dev = *device
-	}
-	if dev == "cuda" {
-		be = "cuda"
-	}
-	backendImpl, resolved, err := nn.NewBackend(be, os.Stderr)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "sweep: backend %s\n", resolved)
 	st, err := store.Open(*db)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	env := experiment.NewEnv(backendImpl, resolved, *runs, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	failed := 0
-	for _, p := range ps {
-		var nts []store.NewTrial
-		for _, t := range p.trials {
-			env.AddSpec(t.Hash, t.Resolved)
-			nts = append(nts, store.NewTrial{Hash: t.Hash, Name: t.Label, Spec: t.Full()})
-		}
-		sid, err := st.AddSweep(p.raw.Name, p.raw.File, nts)
-		if err != nil {
-			return err
-		}
-		if *retry {
-			n, err := st.RetryFailed(sid)
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				fmt.Fprintf(os.Stderr, "sweep %s: %d failed trials back to pending\n", p.raw.Name, n)
-			}
-		}
-		fmt.Fprintf(os.Stderr, "sweep %s: %d trials (%s)\n", p.raw.Name, len(p.trials), *db)
-		sum := runner.Run(ctx, st, sid, runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}, env.Job)
-		fmt.Fprintf(os.Stderr, "sweep %s: %d done, %d failed, %d interrupted in this run\n", p.raw.Name, sum.Done, sum.Failed, sum.Interrupted)
-		for _, e := range sum.Errors {
-			fmt.Fprintln(os.Stderr, "  ", e)
-		}
-		failed += sum.Failed
-		if ctx.Err() != nil {
-			return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
-		}
+	res, err := experiment.RunSpecs(ctx, st, ps, experiment.RunOptions{
+		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, Log: os.Stderr,
+		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
+	if ctx.Err() != nil {
+		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d trials failed (see `sweep status`; `sweep run --retry-failed` runs them again)", failed)
+	if err != nil {
+		return err
+	}
+	if res.Failed > 0 {
+		return fmt.Errorf("%d trials failed (see `sweep status`; `sweep run --retry-failed` runs them again)", res.Failed)
 	}
 	return nil
+}
+
+// cmdList prints every registered component by kind with its keys, defaults and allowed values.
+func cmdList(args []string) error {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	kind := ""
+	for _, c := range experiment.Registered() {
+		if c.Kind != kind {
+			kind = c.Kind
+			fmt.Printf("[%s]\n", kind)
+		}
+		if c.Name != "" {
+			def := ""
+			if c.Default {
+				def = " (default)"
+			}
+			fmt.Printf("  %s%s: %s\n", c.Name, def, c.Doc)
+		}
+		for _, k := range c.Keys {
+			line := fmt.Sprintf("      %s = %s", k.Key, tomlValue(k.Default))
+			if k.Allowed != "" {
+				line += "  allowed: " + k.Allowed
+			}
+			if k.Exec {
+				line += "  (execution only, not part of a trial's identity)"
+			}
+			if k.Doc != "" {
+				line += "  # " + k.Doc
+			}
+			fmt.Println(line)
+		}
+	}
+	return nil
+}
+
+func tomlValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = tomlValue(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprint(v)
 }
 
 func contains(xs []string, x string) bool {
@@ -314,12 +310,17 @@ func cmdStatus(args []string) error {
 	}
 	if len(bl) > 0 {
 		fmt.Println("reference rows (same splits):")
-		rows, _ := st.DB.Query(`SELECT dataset, arch, protocol, value FROM baselines ORDER BY dataset, arch, protocol`)
+		rows, err := st.DB.Query(`SELECT dataset, arch, protocol, value FROM baselines ORDER BY dataset, arch, protocol`)
+		if err != nil {
+			return fmt.Errorf("%s: reference rows: %w", *db, err)
+		}
 		defer rows.Close()
 		for rows.Next() {
 			var d, a, p string
 			var v float64
-			rows.Scan(&d, &a, &p, &v)
+			if err := rows.Scan(&d, &a, &p, &v); err != nil {
+				return fmt.Errorf("%s: reference rows: %w", *db, err)
+			}
 			fmt.Printf("  %-14s %-32s %-10s %.4f\n", d, a, p, v)
 		}
 	}
@@ -360,47 +361,10 @@ func cmdExport(args []string) error {
 	if err != nil {
 		return err
 	}
-	env := experiment.NewEnv(be, name, *runs, os.Stderr)
-	res, err := experiment.ResolveStored(tr.Spec)
+	msg, err := experiment.ExportTrial(experiment.NewEnv(be, name, *runs, os.Stderr), tr, experiment.Export{Weights: *weights, Features: *features, Out: *out})
 	if err != nil {
 		return err
 	}
-	env.AddSpec(tr.Hash, res)
-	t, err := env.Prepare(tr.Hash)
-	if err != nil {
-		return err
-	}
-	set, params, step, err := t.LoadTrained()
-	if err != nil {
-		return err
-	}
-	defer nn.Free(params...)
-	if *weights != "" {
-		if err := experiment.ExportEncoder(t, set, params, *weights); err != nil {
-			return err
-		}
-		fmt.Printf("wrote %s (encoder of trial %d at step %d, timm names)\n", *weights, tr.ID, step)
-		return nil
-	}
-	split := &t.Data.Train
-	if *features == "test" {
-		split = &t.Data.Test
-	}
-	f, _, err := t.Extract(set, params, split, false)
-	if err != nil {
-		return err
-	}
-	if err := npy.WriteFloat32(*out, f.X, f.N, f.D); err != nil {
-		return err
-	}
-	labels := make([]int64, f.N)
-	for i, l := range f.Labels {
-		labels[i] = int64(l)
-	}
-	lp := strings.TrimSuffix(*out, filepath.Ext(*out)) + "_labels.npy"
-	if err := npy.WriteInt64(lp, labels, f.N); err != nil {
-		return err
-	}
-	fmt.Printf("wrote %s (%d x %d %s features, %s) and %s\n", *out, f.N, f.D, *features, t.Cfg.Eval.Feature, lp)
+	fmt.Println(msg)
 	return nil
 }

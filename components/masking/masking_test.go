@@ -24,7 +24,7 @@ func TestBlockExactCount(t *testing.T) {
 		{7, 24, 4}, {7, 12, 4}, {7, 36, 4}, {7, 48, 16}, {14, 98, 16}, {14, 75, 16}, {14, 49, 16}, {14, 150, 16},
 	}
 	for _, c := range cases {
-		b := Block{Config{Name: "block", NumMasked: c.n, MinBlock: c.minBlock, MinAspect: 0.3}}
+		b := Block{BlockConfig{Name: "block", NumMasked: c.n, MinBlock: c.minBlock, MinAspect: 0.3}}
 		for seed := uint64(0); seed < 1000; seed++ {
 			m := b.Mask(rand.New(rand.NewPCG(seed, 0)), c.grid)
 			if len(m) != c.grid*c.grid || count(m) != c.n {
@@ -55,7 +55,7 @@ func TestBlockIsBlockwise(t *testing.T) {
 		}
 		return float64(withNeighbour) / float64(total)
 	}
-	b := Block{Config{Name: "block", NumMasked: 60, MinBlock: 16, MinAspect: 0.3}}
+	b := Block{BlockConfig{Name: "block", NumMasked: 60, MinBlock: 16, MinAspect: 0.3}}
 	rnd := Random{60}
 	var fb, fr float64
 	for seed := uint64(0); seed < 200; seed++ {
@@ -94,18 +94,18 @@ func TestRandomExactAndSeeded(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	cases := []struct {
-		c    Config
+		c    BlockConfig
 		grid int
 		want string
 	}{
-		{Config{Name: "block", NumMasked: 49, MinBlock: 4, MinAspect: 0.3}, 49, "masking.num_masked = 49: must be < 49 patches (1..48)"},
-		{Config{Name: "block", NumMasked: 0, MinBlock: 4, MinAspect: 0.3}, 49, "masking.num_masked = 0: must be >= 1"},
-		{Config{Name: "block", NumMasked: 10, MinBlock: 4, MinAspect: 2}, 49, "masking.min_aspect = 2: must be in (0, 1]"},
+		{BlockConfig{Name: "block", NumMasked: 49, MinBlock: 4, MinAspect: 0.3}, 49, "masking.num_masked = 49: must be < 49 patches (1..48)"},
+		{BlockConfig{Name: "block", NumMasked: 0, MinBlock: 4, MinAspect: 0.3}, 49, "masking.num_masked = 0: must be >= 1"},
+		{BlockConfig{Name: "block", NumMasked: 10, MinBlock: 4, MinAspect: 2}, 49, "masking.min_aspect = 2: must be in (0, 1]"},
 	}
 	for _, c := range cases {
 		err := c.c.Validate()
 		if err == nil {
-			err = c.c.CheckGrid(c.grid)
+			err = CheckGrid(Block{c.c}, c.grid)
 		}
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%+v: got %v, want %q", c.c, err, c.want)

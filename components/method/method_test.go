@@ -16,6 +16,7 @@ import (
 	"mimlab/components/masking"
 	"mimlab/components/regressor"
 	"mimlab/components/targets"
+	"mimlab/framework/registry"
 	"mimlab/nn"
 	"mimlab/nn/nntest"
 )
@@ -27,10 +28,12 @@ const (
 func model(t testing.TB, methodName, dec string, pixelTarget bool) *Model {
 	t.Helper()
 	enc := encoder.Encoder{Config: encoder.Config{Name: "vit", Dim: 16, Depth: 2, Heads: 2, MLPRatio: 2, LayerScale: 0.1}}
-	m := &Model{Method: Config{Name: methodName}, ViT: enc.ViT(tImg, tPatch, 1), Encoder: enc, NumMasked: tM, Classes: 3,
-		Decoder: decoder.Decoder{Config: decoder.Config{Name: dec, StackConfig: nn.StackConfig{Depth: 1, MLPRatio: 2, LayerScale: 0.1}}}}
+	meth, err := Registry.Build(methodName, mustNew(t)(Registry.New(methodName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Model{Method: meth, Name: methodName, ViT: enc.ViT(tImg, tPatch, 1), Encoder: enc, NumMasked: tM, Classes: 3, Decoder: buildDecoder(t, dec)}
 	if methodName == "cae" {
-		m.Method.AlignWeight = 2
 		m.Regressor = &regressor.Regressor{Config: regressor.Config{Name: "cae", StackConfig: nn.StackConfig{Depth: 2, MLPRatio: 2, LayerScale: 0.1}}}
 	}
 	if pixelTarget {
@@ -40,6 +43,34 @@ func model(t testing.TB, methodName, dec string, pixelTarget bool) *Model {
 		t.Fatal(err)
 	}
 	return m
+}
+
+func mustNew(t testing.TB) func(registry.Config, error) registry.Config {
+	return func(c registry.Config, err error) registry.Config {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+}
+
+// buildDecoder builds a registered decoder with one small block (if it has blocks).
+func buildDecoder(t testing.TB, name string) decoder.Decoder {
+	t.Helper()
+	cfg := mustNew(t)(decoder.Registry.New(name))
+	sc := nn.StackConfig{Depth: 1, MLPRatio: 2, LayerScale: 0.1}
+	switch c := cfg.(type) {
+	case *decoder.TransformerConfig:
+		c.StackConfig = sc
+	case *decoder.MAEConfig:
+		c.StackConfig = sc
+	}
+	d, err := decoder.Registry.Build(name, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // batch makes images and a block mask per sample: images, visible, masked, maskF.
@@ -52,7 +83,7 @@ func batch(seed uint64, dtype dtypes.DType) []*tensors.Tensor {
 	}
 	var vis, msk []int64
 	mf := make([]float64, tB*n)
-	strat := masking.Block{Config: masking.Config{Name: "block", NumMasked: tM, MinBlock: 2, MinAspect: 0.3}}
+	strat := masking.Block{BlockConfig: masking.BlockConfig{Name: "block", NumMasked: tM, MinBlock: 2, MinAspect: 0.3}}
 	for b := 0; b < tB; b++ {
 		mask := strat.Mask(r, tImg/tPatch)
 		v, k := masking.Indices(mask)
@@ -127,7 +158,7 @@ func TestDecoderIgnoresVisiblePatches(t *testing.T) {
 		pm := nn.GatherRows(nn.PosTable(s, m.ViT.Grid(), m.ViT.Dim), in[InMasked])
 		// The full CAE graph is built too, so the decoder lives in the same model as the encoder.
 		l, _ := m.Loss(s, in[:4])
-		return []*Node{m.Decoder.DecodeMasked(s.Sub("decoder"), in[4], pm, m.ViT.Heads, m.Target.Dim()), l}
+		return []*Node{m.Decoder.(decoder.Latent).DecodeMasked(s.Sub("decoder"), in[4], pm, m.ViT.Heads, m.Target.Dim()), l}
 	}
 	// b: same masks, visible patches replaced by other pixels (masked patches unchanged).
 	b := batch(1, dtypes.Float32)
@@ -327,8 +358,10 @@ func TestCheckRejectsBadCombinations(t *testing.T) {
 		want string
 	}{
 		{func(m *Model) { m.Regressor = nil }, `method.name = "cae" needs regressor.name = "cae"`},
-		{func(m *Model) { m.Decoder.Name = "mae" }, `method.name = "cae": decoder.name = "mae"; allowed: transformer, linear`},
-		{func(m *Model) { m.Method.Name = "beit" }, `method.name = "beit": regressor.name must be "none"`},
+		{func(m *Model) { m.Decoder = buildDecoder(t, "mae") }, `method.name = "cae": decoder.name = "mae"; allowed: linear, transformer`},
+		{func(m *Model) { m.Method, m.Name = BEiT{}, "beit" }, `method.name = "beit": regressor.name must be "none"`},
+		{func(m *Model) { m.Method, m.Name, m.Regressor = MAE{}, "mae", nil }, `method.name = "mae": decoder.name = "transformer"; allowed: mae`},
+		{func(m *Model) { m.Method, m.Name, m.Regressor = BEiT{}, "beit", nil }, `method.name = "beit": decoder.name = "transformer"; allowed: linear`},
 		{func(m *Model) { m.NumMasked = 9 }, "masking.num_masked = 9: must be < 9 patches (1..8)"},
 	}
 	for _, c := range cases {

@@ -11,7 +11,7 @@ import (
 	"mimlab/nn"
 )
 
-// Config is the [regressor] section. Its width is the encoder's (CAE's decoder_embed_dim = D).
+// Config is [regressor] for name = "cae". Its width is the encoder's (CAE's decoder_embed_dim = D).
 type Config struct {
 	Name           string `toml:"name"`
 	nn.StackConfig        // depth, heads, mlp_ratio, layer_scale, drop_path
@@ -19,14 +19,19 @@ type Config struct {
 
 // Validate checks the section.
 func (c *Config) Validate() error {
-	if c.Name == "none" {
-		return nil
-	}
 	if c.Depth < 1 {
 		return fmt.Errorf("regressor.depth = %d: must be >= 1 (or regressor.name = \"none\")", c.Depth)
 	}
 	return c.StackConfig.Validate("regressor")
 }
+
+// NoneConfig is [regressor] for name = "none": no regressor, so no keys.
+type NoneConfig struct {
+	Name string `toml:"name"`
+}
+
+// Validate checks the section.
+func (c *NoneConfig) Validate() error { return nil }
 
 // Regressor is a built regressor; a nil *Regressor is "none".
 type Regressor struct{ Config }
@@ -55,7 +60,7 @@ func init() {
 	})
 	Registry.Register(registry.Entry[*Regressor]{
 		Name: "none", Doc: "no regressor (BEiT, MAE)",
-		NewConfig: func() registry.Config { return &Config{Name: "none"} },
+		NewConfig: func() registry.Config { return &NoneConfig{Name: "none"} },
 		Build:     func(registry.Config) (*Regressor, error) { return nil, nil },
 	})
 }

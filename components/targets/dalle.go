@@ -11,6 +11,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	timage "github.com/gomlx/gomlx/core/tensors/images"
+	"mimlab/framework/registry"
 	"mimlab/nn"
 )
 
@@ -84,7 +85,33 @@ func DalleTokens(s nn.Scope, a DalleArch, images *Node, grid int) *Node {
 	return Reshape(ArgMax(logits, 1, dtypes.Int64), b, grid*grid)
 }
 
-type dalleFactory struct{ c Config }
+// DalleConfig is [targets] for name = "dalle".
+type DalleConfig struct {
+	Name    string `toml:"name"`
+	Weights string `toml:"weights" doc:"the released DALL-E dVAE encoder, converted to safetensors"`
+}
+
+// Validate checks the section.
+func (c *DalleConfig) Validate() error {
+	if c.Weights == "" {
+		return fmt.Errorf("targets.weights: dalle needs the released DALL-E dVAE encoder weights: download https://cdn.openai.com/dall-e/encoder.pkl " +
+			"(or mmselfsup's state_dict dalle_encoder.pth), convert it with `python3 components/targets/convert_dalle.py encoder.pkl dalle_encoder.safetensors`, " +
+			"and set targets.weights = \"dalle_encoder.safetensors\"")
+	}
+	return nil
+}
+
+func init() {
+	Registry.Register(registry.Entry[Factory]{
+		Name: "dalle", Doc: "the DALL-E dVAE encoder (8,192 tokens) with its released weights from targets.weights, CE",
+		NewConfig: func() registry.Config { return &DalleConfig{Name: "dalle"} },
+		Build:     func(c registry.Config) (Factory, error) { return dalleFactory{*c.(*DalleConfig)}, nil },
+	})
+}
+
+type dalleFactory struct{ c DalleConfig }
+
+func (dalleFactory) Continuous() bool { return false }
 
 func (f dalleFactory) Prepare(env Env) (Target, error) {
 	if _, err := os.Stat(f.c.Weights); err != nil {
@@ -231,3 +258,15 @@ func (t *DalleTokenizer) Info() map[string]float64 {
 
 // Path implements Tokenizer.
 func (t *DalleTokenizer) Path() string { return t.path }
+
+// Close frees the encoder's parameters and compiled programs.
+func (t *DalleTokenizer) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.progs {
+		p.Finalize()
+	}
+	t.progs = nil
+	nn.Free(t.params...)
+	t.params = nil
+}

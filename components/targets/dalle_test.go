@@ -62,7 +62,7 @@ func TestDalleEncoderMatchesPyTorch(t *testing.T) {
 }
 
 func TestDalleWithoutWeightsSaysWhereTheyComeFrom(t *testing.T) {
-	c := &Config{Name: "dalle"}
+	c := &DalleConfig{Name: "dalle"}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("no error")

@@ -19,6 +19,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"mimlab/data"
+	"mimlab/framework/registry"
 	"mimlab/nn"
 )
 
@@ -28,7 +29,48 @@ import (
 // restarted at random encoder outputs every 50 steps, so the codebook stays in use. One token per patch, the
 // token grid is the ViT's patch grid.
 
-type dvaeFactory struct{ c Config }
+// DVAEConfig is [targets] for name = "dvae".
+type DVAEConfig struct {
+	Name    string  `toml:"name"`
+	Vocab   int     `toml:"vocab" doc:"codebook size (tokens)"`
+	Hidden  int     `toml:"hidden" doc:"MLP width of the tokenizer"`
+	CodeDim int     `toml:"code_dim" doc:"width of a code vector"`
+	Steps   int     `toml:"steps" doc:"tokenizer training steps"`
+	LR      float64 `toml:"lr" doc:"tokenizer learning rate"`
+	Beta    float64 `toml:"beta" doc:"commitment weight"`
+	Seed    uint64  `toml:"seed" doc:"tokenizer seed"`
+}
+
+// Validate checks the section.
+func (c *DVAEConfig) Validate() error {
+	switch {
+	case c.Vocab < 2 || c.Vocab > 65536:
+		return fmt.Errorf("targets.vocab = %d: must be in [2, 65536]", c.Vocab)
+	case c.Hidden < 1 || c.CodeDim < 1 || c.Hidden > 1<<16 || c.CodeDim > 1<<16:
+		return fmt.Errorf("targets.hidden = %d, targets.code_dim = %d: must be in [1, 65536]", c.Hidden, c.CodeDim)
+	case c.Steps < 1 || c.Steps > 1e7:
+		return fmt.Errorf("targets.steps = %d: must be in [1, 10000000]", c.Steps)
+	case c.LR <= 0 || c.LR > 10:
+		return fmt.Errorf("targets.lr = %v: must be in (0, 10]", c.LR)
+	case c.Beta < 0:
+		return fmt.Errorf("targets.beta = %v: must be >= 0", c.Beta)
+	}
+	return nil
+}
+
+func init() {
+	Registry.Register(registry.Entry[Factory]{
+		Name: "dvae", Doc: "tokens from a per-patch VQ-VAE trained on the experiment's own data (cached by hash), CE",
+		NewConfig: func() registry.Config {
+			return &DVAEConfig{Name: "dvae", Vocab: 64, Hidden: 64, CodeDim: 16, Steps: 600, LR: 2e-3, Beta: 0.25}
+		},
+		Build: func(c registry.Config) (Factory, error) { return dvaeFactory{*c.(*DVAEConfig)}, nil },
+	})
+}
+
+type dvaeFactory struct{ c DVAEConfig }
+
+func (dvaeFactory) Continuous() bool { return false }
 
 // dvaeCache serialises tokenizer training inside a process (trials run in parallel share one tokenizer).
 var dvaeCache sync.Mutex
@@ -37,7 +79,7 @@ func (f dvaeFactory) key(env Env) string {
 	b, _ := json.Marshal(struct {
 		Data   string
 		Patch  int
-		Config Config
+		Config DVAEConfig
 	}{env.DataKey, env.Patch, f.c})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])[:16]
@@ -71,15 +113,35 @@ func (f dvaeFactory) Prepare(env Env) (Target, error) {
 	return tokenTarget{tok}, nil
 }
 
+// tokenTarget is a discrete target: one token per patch from a tokenizer, cross-entropy on the masked ones.
 type tokenTarget struct{ t Tokenizer }
 
-func (t tokenTarget) Dim() int                                  { return t.t.Vocab() }
-func (t tokenTarget) Tokenizer() Tokenizer                      { return t.t }
-func (t tokenTarget) Loss(pred *Node, in Inputs) (*Node, *Node) { return tokenLoss(pred, in) }
+func (t tokenTarget) Dim() int {
+	if t.t == nil { // a plan-time stand-in
+		return 2
+	}
+	return t.t.Vocab()
+}
+func (t tokenTarget) Tokenizer() Tokenizer                        { return t.t }
+func (t tokenTarget) Loss(pred *Node, in Inputs) (*Node, []*Node) { return tokenLoss(pred, in) }
+func (t tokenTarget) MetricNames() []string                       { return []string{"token_acc"} }
+func (t tokenTarget) InputShape(b, n int) shapes.Shape            { return shapes.Make(dtypes.Int64, b, n) }
+func (t tokenTarget) Input(images []float32, batch int) (*tensors.Tensor, error) {
+	toks, err := t.t.Tokenize(images, batch)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizing: %w", err)
+	}
+	return tensors.FromFlatDataAndDimensions(toks, batch, len(toks)/batch), nil
+}
+func (t tokenTarget) Close() {
+	if c, ok := t.t.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
 
 // DVAE is the trained per-patch VQ-VAE tokenizer.
 type DVAE struct {
-	cfg      Config
+	cfg      DVAEConfig
 	patch    int
 	channels int
 	backend  compute.Backend
@@ -338,3 +400,13 @@ func (d *DVAE) Info() map[string]float64 { return d.info }
 
 // Path implements Tokenizer.
 func (d *DVAE) Path() string { return d.path }
+
+// Close frees the tokenizer's parameters and compiled programs (engine memory the GC does not return).
+func (d *DVAE) Close() {
+	for _, p := range d.progs {
+		p.Finalize()
+	}
+	d.progs = nil
+	nn.Free(d.params...)
+	d.params = nil
+}

@@ -72,6 +72,13 @@ func (k *Kind[T]) Build(name string, cfg Config) (T, error) {
 	return e.Build(cfg)
 }
 
+// Doc is an implementation's one-line description ("" for an unknown name).
+func (k *Kind[T]) Doc(name string) string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.entries[name].Doc
+}
+
 // Name is the kind's name (its spec section).
 func (k *Kind[T]) Name() string { return k.name }
 

@@ -94,7 +94,7 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 					}
 					continue
 				}
-				state, reason := runOne(ctx, st, t, owner, opt, job)
+				state, reason, recorded := runOne(ctx, st, t, owner, opt, job)
 				mu.Lock()
 				switch state {
 				case store.Done:
@@ -106,6 +106,10 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 					sum.Interrupted++
 				}
 				mu.Unlock()
+				if !recorded {
+					// The database refuses writes: this worker stops rather than claim the same trial again.
+					return
+				}
 			}
 		})
 	}
@@ -127,17 +131,28 @@ func (r *recorder) Progress(step int) {
 	r.step, r.last = step, time.Now()
 	r.mu.Unlock()
 }
-func (r *recorder) Metrics(ms []store.Metric) error { return r.st.AddMetrics(r.trial, ms) }
+func (r *recorder) Metrics(ms []store.Metric) error {
+	if err := r.st.AddMetrics(r.trial, ms); err != nil {
+		return fmt.Errorf("trial %d: writing %d metrics: %w", r.trial, len(ms), err)
+	}
+	return nil
+}
 func (r *recorder) Eval(p, m string, v float64) error {
 	r.Progress(r.current())
-	return r.st.SetEval(r.trial, p, m, v)
+	if err := r.st.SetEval(r.trial, p, m, v); err != nil {
+		return fmt.Errorf("trial %d: writing eval %s/%s: %w", r.trial, p, m, err)
+	}
+	return nil
 }
 func (r *recorder) Artifact(kind, path string) error {
 	sha, n, err := fileSHA(path)
 	if err != nil {
-		return err
+		return fmt.Errorf("trial %d: artifact %s: %w", r.trial, kind, err)
 	}
-	return r.st.AddArtifact(r.trial, kind, path, sha, n)
+	if err := r.st.AddArtifact(r.trial, kind, path, sha, n); err != nil {
+		return fmt.Errorf("trial %d: recording artifact %s: %w", r.trial, kind, err)
+	}
+	return nil
 }
 func (r *recorder) Store() *store.Store { return r.st }
 func (r *recorder) Log() io.Writer      { return r.log }
@@ -149,7 +164,7 @@ func (r *recorder) current() int {
 
 var errWatchdog = errors.New("watchdog")
 
-func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, opt Options, job Job) (string, string) {
+func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, opt Options, job Job) (state, reason string, recorded bool) {
 	rec := &recorder{st: st, trial: t.ID, log: opt.Log, step: t.Step, last: time.Now()}
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -165,7 +180,9 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 				rec.mu.Lock()
 				step, last := rec.step, rec.last
 				rec.mu.Unlock()
-				st.Heartbeat(t.ID, owner, step)
+				if err := st.Heartbeat(t.ID, owner, step); err != nil {
+					fmt.Fprintf(opt.Log, "trial %d %s: heartbeat: %v\n", t.ID, t.Name, err)
+				}
 				if opt.Watchdog > 0 && time.Since(last) > opt.Watchdog {
 					cancel(fmt.Errorf("%w: no progress for %s (at step %d)", errWatchdog, opt.Watchdog, step))
 				}
@@ -176,22 +193,45 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 	close(done)
 	switch {
 	case err == nil:
-		st.Finish(t.ID, owner, store.Done, "")
-		return store.Done, ""
+		state = store.Done
 	case errors.Is(context.Cause(jctx), errWatchdog):
-		reason := context.Cause(jctx).Error()
-		st.Finish(t.ID, owner, store.Failed, reason)
+		state, reason = store.Failed, context.Cause(jctx).Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %s\n", t.ID, t.Name, reason)
-		return store.Failed, reason
 	case ctx.Err() != nil:
-		st.Finish(t.ID, owner, store.Pending, "interrupted")
+		state, reason = store.Pending, "interrupted"
 		fmt.Fprintf(opt.Log, "trial %d %s: interrupted at step %d; the next `sweep run` resumes it\n", t.ID, t.Name, rec.current())
-		return store.Pending, "interrupted"
 	default:
-		st.Finish(t.ID, owner, store.Failed, err.Error())
+		state, reason = store.Failed, err.Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %v\n", t.ID, t.Name, err)
-		return store.Failed, err.Error()
 	}
+	if ferr := finish(st, t, owner, state, reason, opt.Log); ferr != nil {
+		// The outcome could not be written: the trial is not done as far as the database knows, so it is
+		// not counted as done here either; finish left it pending if it could (the next run resumes it from
+		// its last checkpoint), else its stale heartbeat lets the next run claim it.
+		return store.Failed, fmt.Sprintf("recording %s failed: %v", state, ferr), false
+	}
+	return state, reason, true
+}
+
+// finish writes a trial's outcome, retrying a failed write (a full disk, a locked or restarting database) a
+// few times; if it still fails it tries to put the trial back to pending with the reason.
+func finish(st *store.Store, t *store.Trial, owner, state, reason string, log io.Writer) error {
+	var err error
+	for i, wait := 0, 100*time.Millisecond; i < 4; i, wait = i+1, wait*3 {
+		if err = st.Finish(t.ID, owner, state, reason); err == nil {
+			return nil
+		}
+		fmt.Fprintf(log, "trial %d %s: writing state %s: %v (retrying)\n", t.ID, t.Name, state, err)
+		time.Sleep(wait)
+	}
+	if state != store.Pending {
+		if perr := st.Finish(t.ID, owner, store.Pending, "could not record "+state+": "+err.Error()); perr == nil {
+			fmt.Fprintf(log, "trial %d %s: could not record %s (%v); left pending for the next run\n", t.ID, t.Name, state, err)
+			return err
+		}
+	}
+	fmt.Fprintf(log, "trial %d %s: could not record %s: %v; the next run claims it once its heartbeat is stale\n", t.ID, t.Name, state, err)
+	return err
 }
 
 // safeJob turns a panic inside a job into a failure of that trial only.

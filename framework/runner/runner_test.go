@@ -114,3 +114,35 @@ func TestCancelPutsTrialBackToPending(t *testing.T) {
 		t.Fatalf("rerun: %+v %+v", sum, states(t, st)["a"])
 	}
 }
+
+// When the final write of a trial fails (here a trigger refuses state 'done', as a full disk refuses every
+// write), the trial is not counted done, is not left running, and the next run finishes it.
+func TestFailedFinalWriteIsRepairedByTheNextRun(t *testing.T) {
+	st, id := setup(t, 2)
+	if _, err := st.DB.Exec(`CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON trials WHEN NEW.state = 'done' AND NEW.hash = 'a'
+		BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	job := func(ctx context.Context, tr *store.Trial, rec Recorder) error {
+		runs++
+		rec.Progress(1)
+		return nil
+	}
+	var log strings.Builder
+	sum := Run(context.Background(), st, id, Options{Workers: 1, Heartbeat: 20 * time.Millisecond, Log: &log}, job)
+	if sum.Done != 0 || sum.Failed != 1 {
+		t.Fatalf("summary %+v, want the unrecorded trial failed and the worker stopped\n%s", sum, log.String())
+	}
+	a := states(t, st)["a"]
+	if a.State != store.Pending || !strings.Contains(a.Error, "database or disk is full") {
+		t.Fatalf("trial a is %s (%q), want pending with the reason\n%s", a.State, a.Error, log.String())
+	}
+	if _, err := st.DB.Exec(`DROP TRIGGER refuse_done`); err != nil {
+		t.Fatal(err)
+	}
+	sum = Run(context.Background(), st, id, Options{Workers: 1, Heartbeat: 20 * time.Millisecond, Log: io.Discard}, job)
+	if sum.Done != 2 || states(t, st)["a"].State != store.Done {
+		t.Fatalf("next run: %+v, trial a %s", sum, states(t, st)["a"].State)
+	}
+}

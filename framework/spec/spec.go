@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -80,6 +79,9 @@ func Load(path string, overrides []string) (*Raw, error) {
 	return r, nil
 }
 
+// MaxSpecBytes is the largest spec or base file loaded (1 MiB).
+const MaxSpecBytes = 1 << 20
+
 func (r *Raw) loadFile(path string, chain []string) (map[string]any, error) {
 	abs, _ := filepath.Abs(path)
 	for _, c := range chain {
@@ -87,7 +89,20 @@ func (r *Raw) loadFile(path string, chain []string) (map[string]any, error) {
 			return nil, &Error{File: path, Msg: fmt.Sprintf("base: cycle of bases: %s -> %s", strings.Join(chain, " -> "), abs)}
 		}
 	}
-	text, err := os.ReadFile(path)
+	// Stat first: only a regular file of at most MaxSpecBytes is read (a FIFO would block, /dev/zero never ends).
+	var text []byte
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+	case !st.Mode().IsRegular():
+		err = fmt.Errorf("not a regular file (mode %v); a spec is a TOML file", st.Mode())
+	case st.Size() > MaxSpecBytes:
+		err = fmt.Errorf("%d bytes; a spec is at most %d bytes (spec.MaxSpecBytes)", st.Size(), MaxSpecBytes)
+	default:
+		if text, err = os.ReadFile(path); err == nil && len(text) > MaxSpecBytes {
+			err = fmt.Errorf("%d bytes; a spec is at most %d bytes (spec.MaxSpecBytes)", len(text), MaxSpecBytes)
+		}
+	}
 	if err != nil {
 		if len(chain) > 0 {
 			return nil, &Error{File: chain[len(chain)-1], Msg: fmt.Sprintf("base = %q: %v", path, err)}
@@ -227,6 +242,8 @@ type Section interface {
 	New(impl string) (registry.Config, error)
 	// Default is the implementation used when the section gives no name ("" for fixed sections).
 	Default() string
+	// Names are the registered implementations (none for fixed sections).
+	Names() []string
 }
 
 // Resolved is a fully resolved trial spec: every section decoded, defaulted and validated.
@@ -236,32 +253,50 @@ type Resolved struct {
 	Sections map[string]registry.Config
 	// Point is the sweep point that made this trial (dotted key -> value), for display.
 	Point map[string]any
+	// Origin says where each "section.key" was set (file:line), for errors about several keys at once.
+	Origin map[string]string
 }
 
-// fieldKeys lists a config struct's TOML keys.
-func fieldKeys(cfg any) []string {
-	t := reflect.TypeOf(cfg)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+// Where says where section.key was set ("file:line"), or "default" when nothing set it.
+func (res *Resolved) Where(key string) string {
+	if w, ok := res.Origin[key]; ok {
+		return w
 	}
-	var out []string
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if f.Anonymous { // an embedded config's keys are the section's own
-			out = append(out, fieldKeys(reflect.New(f.Type).Interface())...)
-			continue
-		}
-		if tag := strings.Split(f.Tag.Get("toml"), ",")[0]; tag != "" && tag != "-" {
-			out = append(out, tag)
-		}
+	return "default"
+}
+
+// origin names the source of a key: a file, "-set", or the sweep axis that set it.
+func (r *Raw) origin(key string, point map[string]any) string {
+	if _, ok := point[key]; ok {
+		return "sweep:" + key
 	}
-	sort.Strings(out)
-	return out
+	return r.Origin[key]
+}
+
+// where is "file:line" of a key (or the sweep axis), for Resolved.Origin.
+func (r *Raw) where(section, key string, point map[string]any) string {
+	o := r.origin(section+"."+key, point)
+	if strings.HasPrefix(o, "sweep:") {
+		return fmt.Sprintf("%s ([sweep] %q)", r.File, section+"."+key)
+	}
+	if o == "" {
+		return ""
+	}
+	if l := lineOf(r.texts[o], section, key); l > 0 {
+		return fmt.Sprintf("%s:%d", o, l)
+	}
+	return o
 }
 
 // Resolve decodes every section of tree strictly into the configs of sections, fills defaults and
-// validates. Top-level keys other than name, base and the known sections are errors.
-func (r *Raw) Resolve(tree map[string]any, sections []Section) (*Resolved, error) {
+// validates. Top-level keys other than name, base and the known sections are errors. point is the sweep
+// point applied to tree (nil for none): it says which keys a sweep axis set.
+//
+// A key that the chosen implementation lacks but another implementation of the same kind has is dropped
+// when it was set somewhere else than the section's name (a base spec written for another implementation,
+// or a zipped sweep axis that only some of the zipped implementations use); set beside the name, it is an
+// error.
+func (r *Raw) Resolve(tree map[string]any, point map[string]any, sections []Section) (*Resolved, error) {
 	known := map[string]Section{}
 	var names []string
 	for _, s := range sections {
@@ -281,7 +316,10 @@ func (r *Raw) Resolve(tree map[string]any, sections []Section) (*Resolved, error
 			return nil, r.errAt("", k, fmt.Sprintf("%s must be a table ([%s])", k, k))
 		}
 	}
-	res := &Resolved{Name: r.Name, File: r.File, Sections: map[string]registry.Config{}}
+	if err := Printable("name", r.Name); err != nil {
+		return nil, r.errAt("", "name", err.Error())
+	}
+	res := &Resolved{Name: r.Name, File: r.File, Sections: map[string]registry.Config{}, Point: point, Origin: map[string]string{}}
 	for _, s := range sections {
 		sec, _ := tree[s.Name()].(map[string]any)
 		impl := s.Default()
@@ -295,6 +333,13 @@ func (r *Raw) Resolve(tree map[string]any, sections []Section) (*Resolved, error
 		cfg, err := s.New(impl)
 		if err != nil {
 			return nil, r.errAt(s.Name(), "name", err.Error())
+		}
+		sec, err = r.dropForeign(s, impl, cfg, sec, point)
+		if err != nil {
+			return nil, err
+		}
+		if key, err := checkValues(s.Name(), cfg, sec); err != nil {
+			return nil, r.errAt(s.Name(), key, err.Error())
 		}
 		if len(sec) > 0 {
 			var buf bytes.Buffer
@@ -311,9 +356,14 @@ func (r *Raw) Resolve(tree map[string]any, sections []Section) (*Resolved, error
 				return nil, r.errAt(s.Name(), key, fmt.Sprintf("%s.%s: unknown key; allowed: %s", s.Name(), key, strings.Join(fieldKeys(cfg), ", ")))
 			}
 		}
+		for k := range sec {
+			if w := r.where(s.Name(), k, point); w != "" {
+				res.Origin[s.Name()+"."+k] = w
+			}
+		}
 		if err := cfg.Validate(); err != nil {
 			key := ""
-			if m := regexp.MustCompile(`^` + regexp.QuoteMeta(s.Name()) + `\.([a-z_]+)`).FindStringSubmatch(err.Error()); m != nil {
+			if m := regexp.MustCompile(`^` + regexp.QuoteMeta(s.Name()) + `\.([a-z_0-9]+)`).FindStringSubmatch(err.Error()); m != nil {
 				key = m[1]
 			}
 			return nil, r.errAt(s.Name(), key, err.Error())
@@ -321,6 +371,59 @@ func (r *Raw) Resolve(tree map[string]any, sections []Section) (*Resolved, error
 		res.Sections[s.Name()] = cfg
 	}
 	return res, nil
+}
+
+// dropForeign removes the keys of sec that belong to another implementation of the kind and were not set
+// beside the section's name (see Resolve).
+func (r *Raw) dropForeign(s Section, impl string, cfg registry.Config, sec map[string]any, point map[string]any) (map[string]any, error) {
+	if len(sec) == 0 || len(s.Names()) == 0 {
+		return sec, nil
+	}
+	own := map[string]bool{}
+	for _, k := range fieldKeys(cfg) {
+		own[k] = true
+	}
+	var foreign []string
+	for k := range sec {
+		if !own[k] {
+			foreign = append(foreign, k)
+		}
+	}
+	if len(foreign) == 0 {
+		return sec, nil
+	}
+	sort.Strings(foreign)
+	others := map[string]string{}
+	for _, other := range s.Names() {
+		if other == impl {
+			continue
+		}
+		oc, err := s.New(other)
+		if err != nil {
+			continue
+		}
+		for _, k := range fieldKeys(oc) {
+			if _, ok := others[k]; !ok {
+				others[k] = other
+			}
+		}
+	}
+	nameOrigin := r.origin(s.Name()+".name", point)
+	out := map[string]any{}
+	for k, v := range sec {
+		out[k] = v
+	}
+	for _, k := range foreign {
+		owner, ok := others[k]
+		if !ok {
+			continue // an unknown key: the strict decode names it
+		}
+		if nameOrigin == "" || r.origin(s.Name()+"."+k, point) == nameOrigin {
+			return nil, r.errAt(s.Name(), k, fmt.Sprintf("%s.%s: not a key of %s %q (it belongs to %q); allowed: %s", s.Name(), k, s.Name(), impl, owner, strings.Join(fieldKeys(cfg), ", ")))
+		}
+		delete(out, k)
+	}
+	return out, nil
 }
 
 func badKey(msg string, sec map[string]any) string {
@@ -345,32 +448,31 @@ func cleanTypeErr(err error) string {
 	return s
 }
 
-// Canonical is the resolved spec as canonical JSON (sections in name order, every field, defaults included);
-// execution-only keys (train.backend, train.device) are left out so that moving a trial to another backend
-// does not change its identity.
-func (res *Resolved) Canonical() string {
+// Tree is the resolved spec in TOML-key space: {"name": ..., section: {key: value}}, every key of the chosen
+// implementations with its value (defaults included); execution-only keys only when exec is true.
+func (res *Resolved) Tree(exec bool) map[string]any {
 	m := map[string]any{"name": res.Name}
 	for k, v := range res.Sections {
-		b, _ := json.Marshal(v)
-		var obj map[string]any
-		json.Unmarshal(b, &obj)
-		if k == "train" {
-			delete(obj, "Backend")
-			delete(obj, "Device")
-		}
-		m[k] = obj
+		m[k] = Values(v, exec)
 	}
-	b, _ := json.Marshal(m)
+	return m
+}
+
+// Canonical is the trial's identity in TOML-key space: the resolved spec as JSON with sorted keys, only the
+// keys of the chosen implementations, execution-only keys (train.backend, train.device) left out. It does
+// not depend on Go field names, and adding a key to one implementation changes no other's identity.
+func (res *Resolved) Canonical() string {
+	b, err := json.Marshal(res.Tree(false))
+	if err != nil { // only non-finite numbers fail, and Resolve rejects them
+		panic(fmt.Errorf("spec: canonical form: %w", err))
+	}
 	return string(b)
 }
 
-// Full is the resolved spec as JSON, execution keys included (stored with the trial).
+// Full is the resolved spec as JSON in TOML-key space, execution keys included (stored with the trial;
+// ResolveStored reads it back).
 func (res *Resolved) Full() string {
-	m := map[string]any{"name": res.Name}
-	for k, v := range res.Sections {
-		m[k] = v
-	}
-	b, _ := json.MarshalIndent(m, "", "  ")
+	b, _ := json.MarshalIndent(res.Tree(true), "", "  ")
 	return string(b)
 }
 
@@ -378,6 +480,47 @@ func (res *Resolved) Full() string {
 func (res *Resolved) Hash() string {
 	h := sha256.Sum256([]byte(res.Canonical()))
 	return hex.EncodeToString(h[:])[:16]
+}
+
+// FromJSON turns a stored spec (Full) back into a tree that Resolve accepts: JSON numbers become int64 when
+// they are integers and float64 otherwise.
+func FromJSON(js string) (map[string]any, error) {
+	d := json.NewDecoder(strings.NewReader(js))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	return fromJSON(m).(map[string]any), nil
+}
+
+func fromJSON(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = fromJSON(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = fromJSON(e)
+		}
+		return x
+	}
+	return v
+}
+
+// ResolveTree rebuilds a resolved spec from a tree (FromJSON of a stored spec), strictly.
+func ResolveTree(file string, tree map[string]any, sections []Section) (*Resolved, error) {
+	name, _ := tree["name"].(string)
+	r := &Raw{File: file, Name: name, Tree: tree, Origin: map[string]string{}, texts: map[string]string{}}
+	return r.Resolve(tree, nil, sections)
 }
 
 // PointString formats the sweep point for trial names: "method.name=cae,train.seed=1".

@@ -9,10 +9,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +50,80 @@ var migrations = []string{
 		sha256 TEXT, bytes INTEGER, created_at REAL, PRIMARY KEY (trial_id, kind));
 	CREATE TABLE baselines (key TEXT NOT NULL, dataset TEXT NOT NULL, arch TEXT NOT NULL, protocol TEXT NOT NULL,
 		metric TEXT NOT NULL, value REAL, created_at REAL, PRIMARY KEY (key, protocol, metric));`,
+	// 2: the sweep point as data (a JSON object of the swept keys and values; filled from the trial names of
+	// older rows), and the identity a trial had before a re-identification (see experiment.Reidentify).
+	`ALTER TABLE trials ADD COLUMN point TEXT;
+	ALTER TABLE trials ADD COLUMN legacy_hash TEXT;
+	CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);`,
+}
+
+// afterMigration runs Go code that belongs to a migration, inside its transaction.
+var afterMigration = map[int]func(tx *sql.Tx) error{2: fillPoints}
+
+// fillPoints parses "spec[key=value,...]" trial names of rows written before migration 2 into the point
+// column.
+func fillPoints(tx *sql.Tx) error {
+	rows, err := tx.Query(`SELECT id, name FROM trials WHERE point IS NULL`)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		id    int64
+		point string
+	}
+	var todo []row
+	for rows.Next() {
+		var r row
+		var name string
+		if err := rows.Scan(&r.id, &name); err != nil {
+			rows.Close()
+			return err
+		}
+		b, err := json.Marshal(PointFromName(name))
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		r.point = string(b)
+		todo = append(todo, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range todo {
+		if _, err := tx.Exec(`UPDATE trials SET point = ? WHERE id = ?`, r.point, r.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PointFromName parses the sweep point out of a trial name "spec[key=value,...]" (how names were written
+// before the point was stored as data); numbers and booleans become numbers and booleans.
+func PointFromName(name string) map[string]any {
+	out := map[string]any{}
+	i := strings.Index(name, "[")
+	if i < 0 || !strings.HasSuffix(name, "]") {
+		return out
+	}
+	for _, kv := range strings.Split(name[i+1:len(name)-1], ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		switch {
+		case v == "true" || v == "false":
+			out[k] = v == "true"
+		default:
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				out[k] = f
+			} else {
+				out[k] = v
+			}
+		}
+	}
+	return out
 }
 
 // Store is an open results database.
@@ -122,6 +198,11 @@ func (s *Store) migrate() error {
 		if _, err := tx.Exec(migrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
+		if f := afterMigration[i+1]; f != nil {
+			if err := f(tx); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
 		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
 			return err
 		}
@@ -142,11 +223,12 @@ type Trial struct {
 	Step     int
 	Error    string
 	SweepID  int64
+	Point    string // JSON object: the sweep point (swept key -> value)
 }
 
-// NewTrial is a trial to register.
+// NewTrial is a trial to register; Point is the sweep point as a JSON object.
 type NewTrial struct {
-	Hash, Name, Spec string
+	Hash, Name, Spec, Point string
 }
 
 // AddSweep registers a sweep and its trials (new trials pending; existing ones keep their state) in one
@@ -165,8 +247,16 @@ func (s *Store) AddSweep(name, specFile string, trials []NewTrial) (int64, error
 		return 0, err
 	}
 	for _, t := range trials {
-		if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
-			t.Hash, id, t.Name, t.Spec, now()); err != nil {
+		point := t.Point
+		if point == "" { // a caller that gives only the name "spec[key=value,...]"
+			b, err := json.Marshal(PointFromName(t.Name))
+			if err != nil {
+				return 0, err
+			}
+			point = string(b)
+		}
+		if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, point, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
+			t.Hash, id, t.Name, t.Spec, point, now()); err != nil {
 			return 0, err
 		}
 		if _, err := tx.Exec(`INSERT OR IGNORE INTO sweep_trials (sweep_id, trial_id) SELECT ?, id FROM trials WHERE hash = ?`, id, t.Hash); err != nil {
@@ -325,8 +415,8 @@ func (s *Store) SetBaseline(key, dataset, arch, protocol, metric string, value f
 func (s *Store) TrialByID(id int64) (*Trial, error) {
 	t := &Trial{}
 	var errText sql.NullString
-	err := s.DB.QueryRow(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0) FROM trials WHERE id = ?`, id).
-		Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID)
+	err := s.DB.QueryRow(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}') FROM trials WHERE id = ?`, id).
+		Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("no trial %d in %s", id, s.Path)
 	}
@@ -336,7 +426,7 @@ func (s *Store) TrialByID(id int64) (*Trial, error) {
 
 // Trials lists trials, of one sweep when sweep is not "".
 func (s *Store) Trials(sweep string) ([]Trial, error) {
-	q := `SELECT t.id, t.hash, t.name, t.spec, t.state, t.attempts, t.step, COALESCE(t.error, ''), COALESCE(t.sweep_id, 0) FROM trials t`
+	q := `SELECT t.id, t.hash, t.name, t.spec, t.state, t.attempts, t.step, COALESCE(t.error, ''), COALESCE(t.sweep_id, 0), COALESCE(t.point, '{}') FROM trials t`
 	var args []any
 	if sweep != "" {
 		q += ` WHERE t.id IN (SELECT trial_id FROM sweep_trials st JOIN sweeps s ON s.id = st.sweep_id WHERE s.name = ?)`
@@ -350,7 +440,7 @@ func (s *Store) Trials(sweep string) ([]Trial, error) {
 	var out []Trial
 	for rows.Next() {
 		var t Trial
-		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID); err != nil {
+		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID, &t.Point); err != nil {
 			return nil, err
 		}
 		out = append(out, t)
@@ -369,7 +459,9 @@ func (s *Store) Evals(trialID int64) (map[string]map[string]float64, error) {
 	for rows.Next() {
 		var p, m string
 		var v float64
-		rows.Scan(&p, &m, &v)
+		if err := rows.Scan(&p, &m, &v); err != nil {
+			return nil, fmt.Errorf("evals of trial %d: %w", trialID, err)
+		}
 		if out[p] == nil {
 			out[p] = map[string]float64{}
 		}
@@ -393,7 +485,9 @@ func (s *Store) LastMetrics(trialID int64) (int, map[string]float64, error) {
 	for rows.Next() {
 		var n string
 		var v float64
-		rows.Scan(&n, &v)
+		if err := rows.Scan(&n, &v); err != nil {
+			return 0, nil, fmt.Errorf("metrics of trial %d: %w", trialID, err)
+		}
 		out[n] = v
 	}
 	return int(step.Int64), out, rows.Err()
@@ -411,7 +505,9 @@ func (s *Store) Series(trialID int64, name string) ([]int, []float64, error) {
 	for rows.Next() {
 		var st int
 		var v float64
-		rows.Scan(&st, &v)
+		if err := rows.Scan(&st, &v); err != nil {
+			return nil, nil, fmt.Errorf("metric %s of trial %d: %w", name, trialID, err)
+		}
 		steps = append(steps, st)
 		vals = append(vals, v)
 	}
@@ -429,13 +525,51 @@ func (s *Store) Baselines(keyPrefix string) (map[string]map[string]float64, erro
 	for rows.Next() {
 		var k, pm string
 		var v float64
-		rows.Scan(&k, &pm, &v)
+		if err := rows.Scan(&k, &pm, &v); err != nil {
+			return nil, fmt.Errorf("baselines: %w", err)
+		}
 		if out[k] == nil {
 			out[k] = map[string]float64{}
 		}
 		out[k][pm] = v
 	}
 	return out, rows.Err()
+}
+
+// Meta reads a value of the meta table ("" when unset).
+func (s *Store) Meta(key string) (string, error) {
+	var v string
+	err := s.DB.QueryRow(`SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// Reidentified is one trial whose identity changed.
+type Reidentified struct {
+	ID               int64
+	OldHash, NewHash string
+	NewSpec          string
+}
+
+// Reidentify moves trials to new identities (hash and stored spec) and records metaKey = metaValue, in one
+// transaction: all or nothing. The old hash is kept in legacy_hash (the first one, if moved twice).
+func (s *Store) Reidentify(moves []Reidentified, metaKey, metaValue string) error {
+	tx, err := s.DB.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, m := range moves {
+		if _, err := tx.Exec(`UPDATE trials SET hash = ?, spec = ?, legacy_hash = COALESCE(legacy_hash, ?) WHERE id = ?`, m.NewHash, m.NewSpec, m.OldHash, m.ID); err != nil {
+			return fmt.Errorf("trial %d: %s -> %s: %w", m.ID, m.OldHash, m.NewHash, err)
+		}
+	}
+	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, metaKey, metaValue); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Exists says whether path holds a file (a results database the CLI must not create by accident).

@@ -45,7 +45,7 @@ func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
 				return nil, &spec.Error{File: r.File, Msg: fmt.Sprintf("sweep: %v", err)}
 			}
 		}
-		res, err := r.Resolve(tree, sections)
+		res, err := r.Resolve(tree, p, sections)
 		if err != nil {
 			if len(p) > 0 {
 				return nil, fmt.Errorf("%w (at sweep point %s)", err, spec.PointString(p))

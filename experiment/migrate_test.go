@@ -1,0 +1,107 @@
+package experiment_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"mimlab/analysis/report"
+	"mimlab/experiment"
+	"mimlab/framework/runner"
+	"mimlab/framework/store"
+)
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A database written before trial identity moved to TOML-key space (testdata/legacy, made by commit
+// 8b2b77b with its specs and a results document filled from it): today's code plans the same trials, finds
+// every one of them done under the new identity, runs nothing again, and the document's tables still check.
+func TestLegacyDatabaseMigrates(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"legacy.db", "legacy.toml", "legacy_dvae.toml", "RESULTS.md"} {
+		copyFile(t, filepath.Join("testdata", "legacy", f), filepath.Join(dir, f))
+	}
+	db := filepath.Join(dir, "legacy.db")
+	st, err := store.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	before, err := st.Trials("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := experiment.Plan([]string{filepath.Join(dir, "legacy.toml"), filepath.Join(dir, "legacy_dvae.toml")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned := map[string]string{}
+	for _, p := range ps {
+		for _, tr := range p.Trials {
+			planned[tr.Hash] = tr.Label
+		}
+	}
+	if len(planned) != len(before) || len(before) != 8 {
+		t.Fatalf("planned %d trials, the fixture holds %d (want 8 each)", len(planned), len(before))
+	}
+	for _, tr := range before {
+		if _, ok := planned[tr.Hash]; ok {
+			t.Fatalf("trial %d already has a new-style hash %s: the fixture is not a legacy database", tr.ID, tr.Hash)
+		}
+	}
+	var log strings.Builder
+	if err := experiment.Reidentify(st, filepath.Join(dir, "runs"), &log); err != nil {
+		t.Fatal(err)
+	}
+	after, err := st.Trials("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tr := range after {
+		label, ok := planned[tr.Hash]
+		if !ok {
+			t.Errorf("trial %d (%s) has hash %s, which today's specs do not plan", tr.ID, tr.Name, tr.Hash)
+			continue
+		}
+		if label != tr.Name || tr.State != store.Done || tr.ID != before[i].ID {
+			t.Errorf("trial %d: name %q state %s; planned as %q", tr.ID, tr.Name, tr.State, label)
+		}
+		var legacy string
+		if err := st.DB.QueryRow(`SELECT legacy_hash FROM trials WHERE id = ?`, tr.ID).Scan(&legacy); err != nil || legacy != before[i].Hash {
+			t.Errorf("trial %d: legacy_hash %q (%v), want %q", tr.ID, legacy, err, before[i].Hash)
+		}
+		if tr.Point == "" || tr.Point == "{}" {
+			t.Errorf("trial %d: no sweep point stored", tr.ID)
+		}
+	}
+	// Resuming registers the same trials and runs none of them.
+	res, err := experiment.RunSpecs(context.Background(), st, ps, experiment.RunOptions{Runs: filepath.Join(dir, "runs"), Log: io.Discard,
+		Runner: runner.Options{Workers: 1, Log: io.Discard}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Done+res.Failed+res.Interrupted != 0 {
+		t.Fatalf("resuming the legacy sweeps ran trials again: %+v", res)
+	}
+	n := 0
+	if err := st.DB.QueryRow(`SELECT COUNT(*) FROM trials`).Scan(&n); err != nil || n != 8 {
+		t.Fatalf("%d trials after resuming (%v), want 8", n, err)
+	}
+	st.Close()
+	// The results document filled by the old code still matches the migrated database.
+	if _, err := report.ResultsDoc(db, filepath.Join(dir, "RESULTS.md"), true); err != nil {
+		t.Fatalf("report --check on the migrated database: %v", err)
+	}
+}

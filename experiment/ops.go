@@ -1,0 +1,339 @@
+package experiment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"mimlab/framework/npy"
+	"mimlab/framework/runner"
+	"mimlab/framework/spec"
+	"mimlab/framework/store"
+	"mimlab/framework/sweep"
+	"mimlab/nn"
+)
+
+// Planned is one spec file expanded into its trials.
+type Planned struct {
+	Raw    *spec.Raw
+	Trials []sweep.Trial
+}
+
+// Plan loads, resolves and cross-checks every spec (overrides applied to each); nothing touches a
+// database. An error is a spec error (exit status 2 at the CLI).
+func Plan(files, overrides []string) ([]Planned, error) {
+	if len(files) == 0 {
+		return nil, &spec.Error{Msg: "no spec files given"}
+	}
+	var out []Planned
+	for _, f := range files {
+		raw, err := spec.Load(f, overrides)
+		if err != nil {
+			return nil, err
+		}
+		ts, err := sweep.Expand(raw, Sections())
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			if err := CheckCross(t.Resolved); err != nil {
+				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
+			}
+		}
+		out = append(out, Planned{raw, ts})
+	}
+	return out, nil
+}
+
+// PointJSON is a trial's sweep point as stored (a JSON object of the swept keys and values).
+func PointJSON(t sweep.Trial) string {
+	p := t.Point
+	if p == nil {
+		p = map[string]any{}
+	}
+	b, err := json.Marshal(p)
+	if err != nil { // Resolve rejects non-finite numbers, the only values that fail
+		return "{}"
+	}
+	return string(b)
+}
+
+// NewTrials are the store rows of a planned spec.
+func (p Planned) NewTrials() []store.NewTrial {
+	var out []store.NewTrial
+	for _, t := range p.Trials {
+		out = append(out, store.NewTrial{Hash: t.Hash, Name: t.Label, Spec: t.Full(), Point: PointJSON(t)})
+	}
+	return out
+}
+
+// ExecOptions pick where a spec's trials run: the flags win over each spec's [train] backend and device.
+type ExecOptions struct {
+	Backend, Device string
+}
+
+// BackendFor is the backend name a planned spec runs on.
+func (o ExecOptions) BackendFor(p Planned) string {
+	tc := Typed(p.Trials[0].Resolved).Train
+	be, dev := tc.Backend, tc.Device
+	if o.Backend != "" {
+		be = o.Backend
+	}
+	if o.Device != "" {
+		dev = o.Device
+	}
+	if dev == "cuda" {
+		be = "cuda"
+	}
+	return be
+}
+
+// RunOptions are the options of RunSpecs.
+type RunOptions struct {
+	ExecOptions
+	Runs        string
+	RetryFailed bool
+	Runner      runner.Options
+	Log         io.Writer
+}
+
+// RunResult sums what RunSpecs did.
+type RunResult struct {
+	Done, Failed, Interrupted int
+}
+
+// RunSpecs registers each planned spec's trials in st and runs what is not done, spec by spec, each on its
+// own backend (created once per backend name).
+func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) (RunResult, error) {
+	var res RunResult
+	if err := Reidentify(st, o.Runs, o.Log); err != nil {
+		return res, err
+	}
+	envs := map[string]*Env{}
+	for _, p := range ps {
+		want := o.BackendFor(p)
+		env, ok := envs[want]
+		if !ok {
+			be, resolved, err := nn.NewBackend(want, o.Log)
+			if err != nil {
+				return res, fmt.Errorf("spec %s: %w", p.Raw.File, err)
+			}
+			fmt.Fprintf(o.Log, "sweep: backend %s\n", resolved)
+			env = NewEnv(be, resolved, o.Runs, o.Log)
+			envs[want] = env
+		}
+		for _, t := range p.Trials {
+			env.AddSpec(t.Hash, t.Resolved)
+		}
+		sid, err := st.AddSweep(p.Raw.Name, p.Raw.File, p.NewTrials())
+		if err != nil {
+			return res, fmt.Errorf("registering sweep %s: %w", p.Raw.Name, err)
+		}
+		if o.RetryFailed {
+			n, err := st.RetryFailed(sid)
+			if err != nil {
+				return res, err
+			}
+			if n > 0 {
+				fmt.Fprintf(o.Log, "sweep %s: %d failed trials back to pending\n", p.Raw.Name, n)
+			}
+		}
+		fmt.Fprintf(o.Log, "sweep %s: %d trials (%s)\n", p.Raw.Name, len(p.Trials), st.Path)
+		ro := o.Runner
+		if n, err := st.Unfinished(sid); err == nil && ro.Workers > max(n, 1) {
+			fmt.Fprintf(o.Log, "sweep %s: -j %d capped at %d (the trials left to run)\n", p.Raw.Name, ro.Workers, max(n, 1))
+			ro.Workers = max(n, 1)
+		}
+		sum := runner.Run(ctx, st, sid, ro, env.Job)
+		fmt.Fprintf(o.Log, "sweep %s: %d done, %d failed, %d interrupted in this run\n", p.Raw.Name, sum.Done, sum.Failed, sum.Interrupted)
+		for _, e := range sum.Errors {
+			fmt.Fprintln(o.Log, "  ", e)
+		}
+		res.Done += sum.Done
+		res.Failed += sum.Failed
+		res.Interrupted += sum.Interrupted
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+	}
+	return res, nil
+}
+
+// identityVersion names the current identity scheme (TOML-key space); with the registered keys and their
+// defaults it makes the fingerprint that says whether stored identities are current.
+const identityVersion = "toml-keys-1"
+
+// IdentityFingerprint changes whenever a registered implementation, a key or a default changes: the events
+// after which stored trials may have another identity under today's code.
+func IdentityFingerprint() string {
+	var b strings.Builder
+	b.WriteString(identityVersion)
+	for _, s := range Sections() {
+		impls := s.Names()
+		if len(impls) == 0 {
+			impls = []string{""}
+		}
+		for _, impl := range impls {
+			cfg, err := s.New(impl)
+			if err != nil {
+				continue
+			}
+			js, _ := json.Marshal(spec.Values(cfg, false))
+			fmt.Fprintf(&b, "|%s/%s=%s", s.Name(), impl, js)
+		}
+	}
+	h := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(h[:])[:16]
+}
+
+// Reidentify brings the stored trials' identities up to date: each stored spec is resolved with today's code
+// (the legacy form of older databases converted) and rehashed; a trial whose hash changed moves to the new
+// hash in one transaction, keeping the old one in legacy_hash, so its done state, metrics and evals are
+// found under the identity today's specs expand to. Its runs folder gets a link under the new hash. It runs
+// only when the registered keys changed since the last time (a fingerprint in the meta table).
+func Reidentify(st *store.Store, runs string, log io.Writer) error {
+	fp := IdentityFingerprint()
+	if cur, err := st.Meta("identity"); err != nil {
+		return fmt.Errorf("%s: reading the identity fingerprint: %w", st.Path, err)
+	} else if cur == fp {
+		return nil
+	}
+	trials, err := st.Trials("")
+	if err != nil {
+		return fmt.Errorf("%s: %w", st.Path, err)
+	}
+	taken := map[string]int64{}
+	for _, t := range trials {
+		taken[t.Hash] = t.ID
+	}
+	var moves []store.Reidentified
+	for _, t := range trials {
+		res, err := ResolveStored(t.Spec)
+		if err != nil {
+			fmt.Fprintf(log, "sweep: trial %d (%s) keeps its identity: %v\n", t.ID, t.Name, err)
+			continue
+		}
+		h := res.Hash()
+		if h == t.Hash {
+			continue
+		}
+		if other, ok := taken[h]; ok && other != t.ID {
+			return fmt.Errorf("%s: trials %d and %d resolve to the same configuration under today's keys (%s); the database is unchanged", st.Path, t.ID, other, h)
+		}
+		taken[h] = t.ID
+		moves = append(moves, store.Reidentified{ID: t.ID, OldHash: t.Hash, NewHash: h, NewSpec: res.Full()})
+	}
+	if err := st.Reidentify(moves, "identity", fp); err != nil {
+		return fmt.Errorf("%s: re-identifying trials: %w", st.Path, err)
+	}
+	if len(moves) > 0 {
+		fmt.Fprintf(log, "sweep: %d trials of %s moved to today's identities (old hashes kept in trials.legacy_hash)\n", len(moves), st.Path)
+	}
+	for _, m := range moves {
+		oldDir, newDir := filepath.Join(runs, m.OldHash), filepath.Join(runs, m.NewHash)
+		if _, err := os.Stat(oldDir); err != nil {
+			continue
+		}
+		if _, err := os.Lstat(newDir); err == nil {
+			continue
+		}
+		if err := os.Symlink(m.OldHash, newDir); err != nil {
+			fmt.Fprintf(log, "sweep: linking %s to %s: %v\n", newDir, oldDir, err)
+		}
+	}
+	return nil
+}
+
+// Export writes a trial's encoder weights (timm names) or its frozen features of a split (.npy, labels
+// beside them) from the database and the runs folder alone.
+type Export struct {
+	Weights  string // .safetensors path, or ""
+	Features string // "train" or "test", or ""
+	Out      string // .npy path for Features
+}
+
+// ExportTrial runs an Export for trial tr, on backend be; it returns a line saying what it wrote.
+func ExportTrial(env *Env, tr *store.Trial, x Export) (string, error) {
+	res, err := ResolveStored(tr.Spec)
+	if err != nil {
+		return "", err
+	}
+	env.AddSpec(tr.Hash, res)
+	t, err := env.Prepare(tr.Hash)
+	if err != nil {
+		return "", err
+	}
+	defer t.Close()
+	set, params, step, err := t.LoadTrained()
+	if err != nil {
+		return "", err
+	}
+	defer nn.Free(params...)
+	if x.Weights != "" {
+		if err := ExportEncoder(t, set, params, x.Weights); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("wrote %s (encoder of trial %d at step %d, timm names)", x.Weights, tr.ID, step), nil
+	}
+	split := &t.Data.Train
+	if x.Features == "test" {
+		split = &t.Data.Test
+	}
+	f, _, err := t.Extract(set, params, split, false)
+	if err != nil {
+		return "", err
+	}
+	if err := npy.WriteFloat32(x.Out, f.X, f.N, f.D); err != nil {
+		return "", err
+	}
+	labels := make([]int64, f.N)
+	for i, l := range f.Labels {
+		labels[i] = int64(l)
+	}
+	lp := strings.TrimSuffix(x.Out, filepath.Ext(x.Out)) + "_labels.npy"
+	if err := npy.WriteInt64(lp, labels, f.N); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("wrote %s (%d x %d %s features, %s) and %s", x.Out, f.N, f.D, x.Features, t.Cfg.Eval.Feature, lp), nil
+}
+
+// Component is one registered implementation as `sweep list` shows it.
+type Component struct {
+	Kind, Name, Doc string
+	Default         bool
+	Keys            []spec.KeyInfo
+}
+
+// Registered lists every registered component by kind (spec order), then the fixed sections.
+func Registered() []Component {
+	var out []Component
+	for _, k := range Kinds() {
+		names := k.Names()
+		sort.Strings(names)
+		for _, n := range names {
+			cfg, err := k.New(n)
+			if err != nil {
+				continue
+			}
+			var keys []spec.KeyInfo
+			for _, ki := range spec.Keys(cfg) {
+				if ki.Key != "name" {
+					keys = append(keys, ki)
+				}
+			}
+			out = append(out, Component{Kind: k.Name(), Name: n, Doc: k.Doc(n), Default: n == k.Default(), Keys: keys})
+		}
+	}
+	for _, s := range Fixed() {
+		cfg, _ := s.New("")
+		out = append(out, Component{Kind: s.Name(), Keys: spec.Keys(cfg)})
+	}
+	return out
+}
