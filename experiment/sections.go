@@ -135,7 +135,7 @@ type Configs struct {
 // Typed extracts the sections of a resolved spec.
 func Typed(res *spec.Resolved) Configs {
 	s := res.Sections
-	return Configs{Data: s["data"].(*data.Config), Train: s["train"].(*TrainConfig), Eval: s["eval"].(*eval.Config), res: res}
+	return Configs{Data: s["data"].(data.Source).Data(), Train: s["train"].(*TrainConfig), Eval: s["eval"].(*eval.Config), res: res}
 }
 
 // Impl is the implementation a resolved spec chose for a kind (its name key).

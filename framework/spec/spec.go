@@ -366,11 +366,32 @@ func (r *Raw) Resolve(tree map[string]any, point map[string]any, sections []Sect
 			if m := regexp.MustCompile(`^` + regexp.QuoteMeta(s.Name()) + `\.([a-z_0-9]+)`).FindStringSubmatch(err.Error()); m != nil {
 				key = m[1]
 			}
-			return nil, r.errAt(s.Name(), key, err.Error())
+			return nil, r.errAt(s.Name(), key, err.Error()+r.locate(s.Name(), key, err.Error(), cfg, point))
 		}
 		res.Sections[s.Name()] = cfg
 	}
 	return res, nil
+}
+
+// locate names where the other keys a validation message mentions were set, when that is another place than
+// the key the error is reported at: "(data.image_size = 28 at base/mnist.toml:8)".
+func (r *Raw) locate(section, key, msg string, cfg registry.Config, point map[string]any) string {
+	var parts []string
+	vals := Values(cfg, true)
+	for _, k := range fieldKeys(cfg) {
+		if k == key || k == "name" || !regexp.MustCompile(`(^|[^a-z_.])(` + regexp.QuoteMeta(section) + `\.)?` + regexp.QuoteMeta(k) + `($|[^a-z_])`).MatchString(msg) {
+			continue
+		}
+		w := r.where(section, k, point)
+		if w == "" {
+			w = "default"
+		}
+		parts = append(parts, fmt.Sprintf("%s.%s = %v at %s", section, k, vals[k], w))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
 }
 
 // dropForeign removes the keys of sec that belong to another implementation of the kind and were not set
