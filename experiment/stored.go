@@ -41,7 +41,7 @@ var legacyKeys = map[string]string{
 	"Seed": "seed", "Weights": "weights",
 	"Dim": "dim", "Depth": "depth", "Heads": "heads", "MLPRatio": "mlp_ratio", "LayerScale": "layer_scale", "DropPath": "drop_path",
 	"AlignWeight": "align_weight",
-	"Epochs": "epochs", "MinLR": "min_lr", "WeightDecay": "weight_decay", "WarmupSteps": "warmup_steps", "Clip": "clip",
+	"Epochs":      "epochs", "MinLR": "min_lr", "WeightDecay": "weight_decay", "WarmupSteps": "warmup_steps", "Clip": "clip",
 	"Beta1": "beta1", "Beta2": "beta2", "CheckpointEvery": "checkpoint_every", "LogEvery": "log_every",
 	"Backend": "backend", "Device": "device",
 	"Protocols": "protocols", "Feature": "feature", "Batch": "batch", "LinearL2": "linear_l2", "LinearMaxIter": "linear_max_iter",

@@ -379,7 +379,7 @@ func (r *Raw) locate(section, key, msg string, cfg registry.Config, point map[st
 	var parts []string
 	vals := Values(cfg, true)
 	for _, k := range fieldKeys(cfg) {
-		if k == key || k == "name" || !regexp.MustCompile(`(^|[^a-z_.])(` + regexp.QuoteMeta(section) + `\.)?` + regexp.QuoteMeta(k) + `($|[^a-z_])`).MatchString(msg) {
+		if k == key || k == "name" || !regexp.MustCompile(`(^|[^a-z_.])(`+regexp.QuoteMeta(section)+`\.)?`+regexp.QuoteMeta(k)+`($|[^a-z_])`).MatchString(msg) {
 			continue
 		}
 		w := r.where(section, k, point)
