@@ -21,10 +21,8 @@ func Linear(train, test Features, l2 float64, maxIter int) (float64, error) {
 	}
 	// params: W [c,d] then b [c]
 	fg := func(grad, p []float64) float64 {
-		if grad != nil {
-			for i := range grad {
-				grad[i] = 0
-			}
+		for i := range grad {
+			grad[i] = 0
 		}
 		loss := 0.0
 		logits := make([]float64, c)

@@ -24,10 +24,9 @@ type KeyInfo struct {
 }
 
 type field struct {
-	key   string
-	v     reflect.Value
-	tag   reflect.StructTag
-	index []int
+	key string
+	v   reflect.Value
+	tag reflect.StructTag
 }
 
 func fields(v reflect.Value) []field {
