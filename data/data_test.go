@@ -238,3 +238,16 @@ func withName(c *Config, name string) *Config {
 	d.Root, d.Augment, d.Channels = c.Root, c.Augment, c.Channels
 	return d
 }
+
+// A loader with no batch to make (a batch larger than the split) says so through Next instead of panicking
+// in its goroutine, which would end the whole process rather than one trial.
+func TestLoaderErrorsInsteadOfPanicking(t *testing.T) {
+	c := defaults("synthetic")
+	c.NumTrain, c.NumTest = 8, 8
+	d := load(t, c)
+	l := NewLoader(d, &d.Train, LoaderConfig{BatchSize: 16, Seed: 1, Shuffle: true, DropLast: true}, 0)
+	defer l.Close()
+	if b := l.Next(); b.Err == nil || !strings.Contains(b.Err.Error(), "8 images give no batch of 16") {
+		t.Fatalf("got %v", b.Err)
+	}
+}

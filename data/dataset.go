@@ -59,6 +59,13 @@ type Config struct {
 	Classes  int `toml:"classes"`
 }
 
+// Limits on sizes a spec may ask for (the memory estimate of `sweep plan` bounds what fits the machine).
+const (
+	MaxImageSize = 8192
+	MaxBatch     = 65536
+	MaxImages    = 10_000_000
+)
+
 // Augmentations the loader knows.
 var Augmentations = []string{"random_resized_crop", "hflip"}
 
@@ -85,8 +92,14 @@ func (c *Config) Validate() error {
 	case c.ImageSize%c.PatchSize != 0:
 		return fmt.Errorf("data.image_size = %d: patch_size %d must divide it (for example image_size %d or patch_size %d)",
 			c.ImageSize, c.PatchSize, (c.ImageSize/c.PatchSize+1)*c.PatchSize, largestDivisor(c.ImageSize, c.PatchSize))
-	case c.BatchSize <= 0:
-		return fmt.Errorf("data.batch_size = %d: must be > 0", c.BatchSize)
+	case c.ImageSize > MaxImageSize:
+		return fmt.Errorf("data.image_size = %d: at most %d", c.ImageSize, MaxImageSize)
+	case c.BatchSize <= 0 || c.BatchSize > MaxBatch:
+		return fmt.Errorf("data.batch_size = %d: must be in [1, %d]", c.BatchSize, MaxBatch)
+	case c.TrainLimit > MaxImages || c.TestLimit > MaxImages:
+		return fmt.Errorf("data.train_limit/test_limit = %d/%d: at most %d", c.TrainLimit, c.TestLimit, MaxImages)
+	case c.NumTrain < 0 || c.NumTest < 0 || c.NumTrain > MaxImages || c.NumTest > MaxImages:
+		return fmt.Errorf("data.num_train/num_test = %d/%d: must be in [0, %d]", c.NumTrain, c.NumTest, MaxImages)
 	case c.Channels < 0 || c.Channels == 2 || c.Channels > 3:
 		return fmt.Errorf("data.channels = %d: allowed values are 0 (the dataset's), 1, 3", c.Channels)
 	case c.TrainLimit < 0 || c.TestLimit < 0:

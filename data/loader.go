@@ -1,6 +1,7 @@
 package data
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 )
@@ -11,6 +12,7 @@ type Batch struct {
 	Labels []int64
 	Index  []int
 	Step   int
+	Err    error // the loader failed; no images
 }
 
 // LoaderConfig says how batches are made.
@@ -52,8 +54,14 @@ func NewLoader(d *Dataset, split *Split, cfg LoaderConfig, startStep int) *Loade
 // StepsPerEpoch is the number of batches in one pass.
 func (l *Loader) StepsPerEpoch() int { return l.perEp }
 
-// Next returns the next batch.
-func (l *Loader) Next() Batch { return <-l.out }
+// Next returns the next batch; its Err is set when the loader failed (and then it stops).
+func (l *Loader) Next() Batch {
+	b, ok := <-l.out
+	if !ok {
+		return Batch{Err: fmt.Errorf("data loader stopped")}
+	}
+	return b
+}
 
 // Close stops the background goroutine.
 func (l *Loader) Close() {
@@ -64,6 +72,22 @@ func (l *Loader) Close() {
 
 func (l *Loader) run(step int) {
 	defer close(l.out)
+	defer func() {
+		// A panic here would end the whole process, not one trial: it becomes the trial's error.
+		if r := recover(); r != nil {
+			select {
+			case l.out <- Batch{Err: fmt.Errorf("data loader at step %d: %v", step, r)}:
+			case <-l.stop:
+			}
+		}
+	}()
+	if l.perEp < 1 {
+		select {
+		case l.out <- Batch{Err: fmt.Errorf("data loader: %d images give no batch of %d", l.split.N, l.cfg.BatchSize)}:
+		case <-l.stop:
+		}
+		return
+	}
 	for ; ; step++ {
 		b := l.Make(step)
 		select {

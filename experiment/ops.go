@@ -32,6 +32,10 @@ func Plan(files, overrides []string) ([]Planned, error) {
 	if len(files) == 0 {
 		return nil, &spec.Error{Msg: "no spec files given"}
 	}
+	avail, err := AvailableBytes()
+	if err != nil {
+		return nil, &spec.Error{Msg: err.Error()}
+	}
 	var out []Planned
 	for _, f := range files {
 		raw, err := spec.Load(f, overrides)
@@ -44,6 +48,9 @@ func Plan(files, overrides []string) ([]Planned, error) {
 		}
 		for _, t := range ts {
 			if err := CheckCross(t.Resolved); err != nil {
+				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
+			}
+			if err := CheckMemory(t.Resolved, avail); err != nil {
 				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
 			}
 		}
@@ -100,6 +107,9 @@ type RunOptions struct {
 	ExecOptions
 	Runs        string
 	RetryFailed bool
+	// NewRevision registers a spec whose trials differ from those already under its name as the next
+	// revision (NAME@2, NAME@3, ...) instead of refusing it.
+	NewRevision bool
 	Runner      runner.Options
 	Log         io.Writer
 }
@@ -128,6 +138,10 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 			fmt.Fprintf(o.Log, "sweep: backend %s\n", resolved)
 			env = NewEnv(be, resolved, o.Runs, o.Log)
 			envs[want] = env
+		}
+		p, err := checkRevision(st, p, o.NewRevision, o.Log)
+		if err != nil {
+			return res, err
 		}
 		for _, t := range p.Trials {
 			env.AddSpec(t.Hash, t.Resolved)
@@ -164,6 +178,123 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 		}
 	}
 	return res, nil
+}
+
+// configKey is a stored spec without its seed and execution keys: the configuration that seeds share.
+func configKey(js string) (map[string]any, string) {
+	tree, err := spec.FromJSON(js)
+	if err != nil {
+		return nil, js
+	}
+	if tr, ok := tree["train"].(map[string]any); ok {
+		delete(tr, "seed")
+		delete(tr, "backend")
+		delete(tr, "device")
+	}
+	b, _ := json.Marshal(tree)
+	return tree, string(b)
+}
+
+// changedKeys lists the dotted keys whose values differ between two spec trees.
+func changedKeys(a, b map[string]any) []string {
+	var out []string
+	for sec, av := range a {
+		am, _ := av.(map[string]any)
+		bm, _ := b[sec].(map[string]any)
+		if am == nil || bm == nil {
+			if fmt.Sprint(av) != fmt.Sprint(b[sec]) {
+				out = append(out, sec)
+			}
+			continue
+		}
+		keys := map[string]bool{}
+		for k := range am {
+			keys[k] = true
+		}
+		for k := range bm {
+			keys[k] = true
+		}
+		for k := range keys {
+			x, y := am[k], bm[k]
+			if fmt.Sprint(x) != fmt.Sprint(y) {
+				out = append(out, fmt.Sprintf("%s.%s: %v -> %v", sec, k, x, y))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkRevision refuses a spec whose trials differ from those already registered under its name at the same
+// sweep point (an edited spec run again under the same name would otherwise be averaged with the old runs
+// as seeds of one configuration). New points (more seeds, a longer grid) are fine. With newRevision the
+// spec is registered as the next free NAME@N instead.
+func checkRevision(st *store.Store, p Planned, newRevision bool, log io.Writer) (Planned, error) {
+	conflict := func(name string) (string, error) {
+		old, err := st.Trials(name)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", st.Path, err)
+		}
+		known := map[string]store.Trial{}
+		for _, t := range old {
+			if t.Name == name || strings.HasPrefix(t.Name, name+"[") {
+				known[configOfLabel(t.Name)] = t
+			}
+		}
+		for _, t := range p.Trials {
+			prev, ok := known[configOfLabel(t.Label)]
+			if !ok {
+				continue
+			}
+			otree, okey := configKey(prev.Spec)
+			ntree, nkey := configKey(t.Full())
+			if okey != nkey {
+				return fmt.Sprintf("at %s: %s", configOfLabel(t.Label), strings.Join(changedKeys(otree, ntree), ", ")), nil
+			}
+		}
+		return "", nil
+	}
+	why, err := conflict(p.Raw.Name)
+	if err != nil || why == "" {
+		return p, err
+	}
+	if !newRevision {
+		return p, &spec.Error{File: p.Raw.File, Msg: fmt.Sprintf("sweep %q already holds other trials at the same points (%s): rename the spec, or run with --as-new-revision to register it as a new revision of %q", p.Raw.Name, why, p.Raw.Name)}
+	}
+	base, first := p.Raw.Name, why
+	for rev := 2; rev < 10000; rev++ {
+		name := fmt.Sprintf("%s@%d", base, rev)
+		p.Raw.Name = name
+		ts, err := sweep.Expand(p.Raw, Sections())
+		if err != nil {
+			return p, err
+		}
+		p.Trials = ts
+		why, err := conflict(name)
+		if err != nil {
+			return p, err
+		}
+		if why == "" {
+			fmt.Fprintf(log, "sweep %s: registered as %s (the spec changed %s)\n", base, name, first)
+			return p, nil
+		}
+	}
+	return p, fmt.Errorf("sweep %s: no free revision name", base)
+}
+
+// configOfLabel is a trial label without its seed: "spec[k=v,...]".
+func configOfLabel(label string) string {
+	name, rest, ok := strings.Cut(label, "[")
+	if !ok {
+		return label
+	}
+	var keep []string
+	for _, kv := range strings.Split(strings.TrimSuffix(rest, "]"), ",") {
+		if !strings.HasPrefix(kv, "train.seed=") {
+			keep = append(keep, kv)
+		}
+	}
+	return name + "[" + strings.Join(keep, ",") + "]"
 }
 
 // identityVersion names the current identity scheme (TOML-key space); with the registered keys and their

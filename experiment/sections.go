@@ -40,13 +40,20 @@ type TrainConfig struct {
 	Device          string  `toml:"device"`  // cpu or cuda; --device wins (execution only)
 }
 
+// MaxSteps bounds a trial's training steps (train.steps, or epochs x batches).
+const MaxSteps = 1_000_000_000
+
 // Validate checks the section.
 func (c *TrainConfig) Validate() error {
 	switch {
 	case c.Epochs < 0 || c.Steps < 0 || (c.Epochs == 0 && c.Steps == 0):
 		return fmt.Errorf("train.steps = %d, train.epochs = %d: one must be > 0", c.Steps, c.Epochs)
-	case c.LR <= 0:
-		return fmt.Errorf("train.lr = %v: must be > 0", c.LR)
+	case c.Steps > MaxSteps:
+		return fmt.Errorf("train.steps = %d: at most %d", c.Steps, MaxSteps)
+	case c.Epochs > 1_000_000:
+		return fmt.Errorf("train.epochs = %d: at most 1000000", c.Epochs)
+	case c.LR <= 0 || c.LR > 10:
+		return fmt.Errorf("train.lr = %v: must be in (0, 10]", c.LR)
 	case c.MinLR < 0 || c.MinLR > c.LR:
 		return fmt.Errorf("train.min_lr = %v: must be in [0, lr]", c.MinLR)
 	case c.WeightDecay < 0:
@@ -57,6 +64,8 @@ func (c *TrainConfig) Validate() error {
 		return fmt.Errorf("train.clip = %v: must be >= 0 (0 = no clipping)", c.Clip)
 	case c.Beta1 < 0 || c.Beta1 >= 1 || c.Beta2 < 0 || c.Beta2 >= 1:
 		return fmt.Errorf("train.beta1/beta2 must be in [0, 1)")
+	case c.WarmupSteps > MaxSteps:
+		return fmt.Errorf("train.warmup_steps = %d: at most %d", c.WarmupSteps, MaxSteps)
 	case c.CheckpointEvery < 0:
 		return fmt.Errorf("train.checkpoint_every = %d: must be >= 0 (0 = only at the end and on interrupt)", c.CheckpointEvery)
 	case c.LogEvery < 1:

@@ -33,6 +33,9 @@ type Trial struct {
 
 // Prepare loads the data and builds the model of a resolved trial.
 func (e *Env) Prepare(hash string) (*Trial, error) {
+	if !store.ValidHash(hash) {
+		return nil, fmt.Errorf("trial hash %q is not 16 hex digits (a damaged database?)", hash)
+	}
 	res, err := e.spec(hash)
 	if err != nil {
 		return nil, err
@@ -85,12 +88,21 @@ func closeTarget(t targets.Target) {
 // Close frees what the trial holds in the engine (a tokenizer's parameters and programs).
 func (t *Trial) Close() { closeTarget(t.Model.Target) }
 
-// TotalSteps is train.steps, or epochs x batches per epoch.
-func (t *Trial) TotalSteps() int {
+// TotalSteps is train.steps, or epochs x batches per epoch; an error when that is no step at all (a batch
+// larger than the training set) or more than MaxSteps.
+func (t *Trial) TotalSteps() (int, error) {
 	if t.Cfg.Train.Steps > 0 {
-		return t.Cfg.Train.Steps
+		return t.Cfg.Train.Steps, nil
 	}
-	return t.Cfg.Train.Epochs * (t.Data.Train.N / t.Cfg.Data.BatchSize)
+	per := t.Data.Train.N / t.Cfg.Data.BatchSize
+	if per < 1 {
+		return 0, fmt.Errorf("data.batch_size = %d: larger than the %d training images, so train.epochs = %d gives no step (lower the batch or set train.steps)",
+			t.Cfg.Data.BatchSize, t.Data.Train.N, t.Cfg.Train.Epochs)
+	}
+	if t.Cfg.Train.Epochs > MaxSteps/per {
+		return 0, fmt.Errorf("train.epochs = %d x %d batches per epoch: more than %d steps", t.Cfg.Train.Epochs, per, MaxSteps)
+	}
+	return t.Cfg.Train.Epochs * per, nil
 }
 
 func (t *Trial) loaderConfig(train bool) data.LoaderConfig {
@@ -189,8 +201,41 @@ func (t *Trial) LoadCheckpoint(tr *nn.Trainer) (bool, error) {
 			part.dst[i] = nn.TensorOf(dtypes.Float32, a.F32, p.Dims...)
 		}
 	}
-	tr.Step = int(arr["step"].I64[0])
+	st, ok := arr["step"]
+	if !ok || len(st.I64) != 1 {
+		return false, fmt.Errorf("checkpoint %s: no step (not a mimlab checkpoint?)", t.checkpointPath())
+	}
+	tr.Step = int(st.I64[0])
 	return true, nil
+}
+
+// verifyCheckpoint checks a checkpoint on disk against the sha256 recorded when it was written: a damaged
+// or foreign file is moved aside (checkpoint.safetensors.damaged) and the trial starts from scratch, saying
+// so, rather than resuming from bytes nobody wrote.
+func (t *Trial) verifyCheckpoint(s *store.Store, trialID int64) error {
+	path := t.checkpointPath()
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	want, err := s.ArtifactSHA(trialID, "checkpoint")
+	if err != nil {
+		return fmt.Errorf("trial %d: reading its checkpoint record: %w", trialID, err)
+	}
+	got, err := runner.FileSHA(path)
+	if err == nil && want != "" && got == want {
+		return nil
+	}
+	why := "no record of it in the database"
+	if err != nil {
+		why = err.Error()
+	} else if want != "" {
+		why = fmt.Sprintf("sha256 %s, recorded %s", got[:12], want[:12])
+	}
+	if err := os.Rename(path, path+".damaged"); err != nil {
+		return fmt.Errorf("checkpoint %s does not match its record (%s) and cannot be moved aside: %w", path, why, err)
+	}
+	fmt.Fprintf(t.env.Log, "trial %d: checkpoint %s does not match its record (%s): moved to %s.damaged, training from scratch\n", trialID, path, why, path)
+	return nil
 }
 
 // Job is the runner's job: train (resuming from a checkpoint), evaluate, export.
@@ -238,11 +283,20 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 		return err
 	}
 	defer tr.Finalize()
+	if err := t.verifyCheckpoint(s, st.ID); err != nil {
+		return err
+	}
 	resumed, err := t.LoadCheckpoint(tr)
 	if err != nil {
 		return err
 	}
-	total := t.TotalSteps()
+	total, err := t.TotalSteps()
+	if err != nil {
+		return err
+	}
+	if resumed && (tr.Step < 0 || tr.Step > total) {
+		return fmt.Errorf("checkpoint %s: step %d outside [0, %d]: it is not this trial's (delete it to start again)", t.checkpointPath(), tr.Step, total)
+	}
 	if resumed {
 		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, st.Name, tr.Step, total)
 		if err := s.TruncateMetrics(st.ID, tr.Step); err != nil {
@@ -293,6 +347,9 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 			return ctx.Err()
 		}
 		b := loader.Next()
+		if b.Err != nil {
+			return b.Err
+		}
 		in, err := t.StepInputs(b)
 		if err != nil {
 			return err

@@ -20,6 +20,7 @@ import (
 	"mimlab/components/targets"
 	"mimlab/data"
 	"mimlab/experiment"
+	"mimlab/framework/store"
 	"mimlab/nn"
 )
 
@@ -40,19 +41,30 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 	for _, c := range configs {
 		ti := by[c][0]
 		progress("figures for " + c)
+		// A trial whose model cannot be loaded (a missing or damaged checkpoint, a hash that is not one)
+		// loses its figures, not the report.
+		if !store.ValidHash(ti.Hash) {
+			progress(fmt.Sprintf("skipping the figures of trial %d: its hash %q is not 16 hex digits", ti.ID, ti.Hash))
+			continue
+		}
 		res, err := experiment.ResolveStored(ti.Spec)
 		if err != nil {
-			return nil, err
+			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
+			continue
 		}
 		env.AddSpec(ti.Hash, res)
 		t, err := env.Prepare(ti.Hash)
 		if err != nil {
-			return nil, fmt.Errorf("trial %d: %w", ti.ID, err)
+			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
+			continue
 		}
 		set, params, step, err := t.LoadTrained()
 		if err != nil {
-			return nil, fmt.Errorf("trial %d: %w", ti.ID, err)
+			t.Close()
+			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
+			continue
 		}
+		defer t.Close()
 		defer nn.Free(params...)
 		key := fmt.Sprintf("%s_%d", ti.Hash, step)
 		fig := func(kind string) (string, string, bool) {

@@ -88,8 +88,22 @@ func (p *page) markdown() string {
 
 // markdown writes the table as Markdown, preceded by a blank line.
 func (t table) markdown(b *strings.Builder) {
-	b.WriteString("\n| " + strings.Join(t.head, " | ") + " |\n|" + strings.Repeat(" --- |", len(t.head)) + "\n")
+	b.WriteString("\n| " + strings.Join(mdCells(t.head), " | ") + " |\n|" + strings.Repeat(" --- |", len(t.head)) + "\n")
 	for _, r := range t.rows {
-		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+		b.WriteString("| " + strings.Join(mdCells(r), " | ") + " |\n")
 	}
+}
+
+// mdCells escapes what would break a Markdown table row: pipes, line breaks, other control characters.
+func mdCells(cells []string) []string {
+	out := make([]string, len(cells))
+	for i, c := range cells {
+		out[i] = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+				return ' '
+			}
+			return r
+		}, strings.ReplaceAll(c, "|", "\\|"))
+	}
+	return out
 }

@@ -192,7 +192,7 @@ func Generate(opt Options) error {
 	if !store.Exists(opt.DB) {
 		return fmt.Errorf("--db %s: no such results database (run `sweep run` first)", opt.DB)
 	}
-	st, err := store.Open(opt.DB)
+	st, err := store.OpenForReading(opt.DB)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func ResultsDoc(db, path string, check bool) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(db)
+	st, err := store.OpenForReading(db)
 	if err != nil {
 		return nil, err
 	}

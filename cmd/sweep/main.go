@@ -35,7 +35,7 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 const usage = `usage:
-  sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed]
+  sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision]
             [--runs runs] [--watchdog 15m] [-set key.path=value]... specs...
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME]
@@ -150,6 +150,7 @@ func cmdRun(args []string) error {
 	device := fs.String("device", "", "cpu or cuda (default: each spec's train.device)")
 	backend := fs.String("backend", "", "auto, ort, go or xla (default: each spec's train.backend)")
 	retry := fs.Bool("retry-failed", false, "run failed trials again")
+	revision := fs.Bool("as-new-revision", false, "register a spec whose trials differ from those under its name as NAME@2, NAME@3, ...")
 	runs := fs.String("runs", "runs", "folder for checkpoints and exports")
 	watchdog := fs.Duration("watchdog", 15*time.Minute, "fail a trial with no progress for this long (0 = off)")
 	heartbeat := fs.Duration("heartbeat", 5*time.Second, "heartbeat interval; a trial silent for 6 heartbeats is claimed again")
@@ -181,7 +182,7 @@ func cmdRun(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := experiment.RunSpecs(ctx, st, ps, experiment.RunOptions{
-		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, Log: os.Stderr,
+		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, NewRevision: *revision, Log: os.Stderr,
 		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
 	if ctx.Err() != nil {
 		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
@@ -258,7 +259,7 @@ func openExisting(db string) (*store.Store, error) {
 	if !store.Exists(db) {
 		return nil, exitErr{2, fmt.Errorf("--db %s: no such results database (run `sweep run` first)", db)}
 	}
-	return store.Open(db)
+	return store.OpenForReading(db)
 }
 
 func cmdStatus(args []string) error {

@@ -20,3 +20,9 @@ func fileSHA(path string) (string, int64, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
+
+// FileSHA is the hex sha256 of a file, as recorded for artifacts.
+func FileSHA(path string) (string, error) {
+	s, _, err := fileSHA(path)
+	return s, err
+}

@@ -159,8 +159,59 @@ func isLocked(err error) bool {
 	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "busy")
 }
 
+// uriPath escapes a file path for SQLite's file: URI, so that '?', '#' and '%' in a name stay part of it.
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+// OpenForReading opens an existing database for status, report and export: as Open when it can be written,
+// else read-only (a read-only file or mount), in which case it must already be at this mimlab's schema.
+func OpenForReading(path string) (*Store, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if writable(path) {
+		return Open(path)
+	}
+	db, err := sql.Open("sqlite3", "file:"+uriPath(path)+"?mode=ro&immutable=1&_busy_timeout=30000")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	var v int
+	if err := db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s (read-only): not a mimlab results database: %w", path, err)
+	}
+	if v != len(migrations) {
+		db.Close()
+		return nil, fmt.Errorf("%s is read-only and at schema version %d, this mimlab reads %d: copy it somewhere writable and open it once (sweep status) to migrate", path, v, len(migrations))
+	}
+	return &Store{DB: db, Path: path}, nil
+}
+
+// writable says whether path and its folder can be written (WAL mode writes files beside the database).
+func writable(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	probe, err := os.CreateTemp(filepath.Dir(path), ".mimlab-probe-*")
+	if err != nil {
+		return false
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return true
+}
+
 func open(path string) (*Store, error) {
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=30000&_journal_mode=WAL&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate")
+	db, err := sql.Open("sqlite3", "file:"+uriPath(path)+"?_busy_timeout=30000&_journal_mode=WAL&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
@@ -394,6 +445,16 @@ func (s *Store) Artifact(trialID int64, kind string) (string, error) {
 	return p, err
 }
 
+// ArtifactSHA returns the sha256 recorded for a trial's artifact ("" when none is recorded).
+func (s *Store) ArtifactSHA(trialID int64, kind string) (string, error) {
+	var h sql.NullString
+	err := s.DB.QueryRow(`SELECT sha256 FROM artifacts WHERE trial_id = ? AND kind = ?`, trialID, kind).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return h.String, err
+}
+
 // Baseline returns a stored reference number.
 func (s *Store) Baseline(key, protocol, metric string) (float64, bool, error) {
 	var v float64
@@ -570,6 +631,19 @@ func (s *Store) Reidentify(moves []Reidentified, metaKey, metaValue string) erro
 		return err
 	}
 	return tx.Commit()
+}
+
+// ValidHash says whether h is a trial hash (16 lower-case hex digits), safe to use in a path.
+func ValidHash(h string) bool {
+	if len(h) != 16 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Exists says whether path holds a file (a results database the CLI must not create by accident).

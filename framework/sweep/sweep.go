@@ -24,6 +24,9 @@ type Trial struct {
 
 type point map[string]any
 
+// MaxTrials bounds the points one spec expands to (seeds x grid x zip x random), checked before expanding.
+const MaxTrials = 100_000
+
 // Expand resolves every point of r's sweep. Trials whose resolved specs are equal are merged.
 func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
 	points, err := points(r)
@@ -92,6 +95,9 @@ func points(r *spec.Raw) ([]point, error) {
 			if !ok || len(vals) == 0 {
 				return nil, sweepErr(r, "grid %q: want a non-empty list", k)
 			}
+			if len(pts)*len(vals) > MaxTrials {
+				return nil, sweepErr(r, "grid: more than %d points (at %q); split the sweep into several specs", MaxTrials, k)
+			}
 			var next []point
 			for _, p := range pts {
 				for _, v := range vals {
@@ -126,6 +132,9 @@ func points(r *spec.Raw) ([]point, error) {
 			}
 			n = len(vals)
 		}
+		if n > 0 && len(pts)*n > MaxTrials {
+			return nil, sweepErr(r, "zip: more than %d points; split the sweep into several specs", MaxTrials)
+		}
 		if n > 0 {
 			var next []point
 			for _, p := range pts {
@@ -148,6 +157,9 @@ func points(r *spec.Raw) ([]point, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(pts)*len(draws) > MaxTrials {
+			return nil, sweepErr(r, "random: more than %d points; split the sweep into several specs", MaxTrials)
+		}
 		var next []point
 		for _, p := range pts {
 			for _, d := range draws {
@@ -167,6 +179,9 @@ func points(r *spec.Raw) ([]point, error) {
 		seeds, ok := s.([]any)
 		if !ok || len(seeds) == 0 {
 			return nil, sweepErr(r, "seeds: want a non-empty list of integers")
+		}
+		if len(pts)*len(seeds) > MaxTrials {
+			return nil, sweepErr(r, "seeds: more than %d points; split the sweep into several specs", MaxTrials)
 		}
 		var next []point
 		for _, p := range pts {
@@ -192,8 +207,8 @@ func randomPoints(r *spec.Raw, rd map[string]any) ([]point, error) {
 		}
 	}
 	n, ok := rd["n"].(int64)
-	if !ok || n < 1 {
-		return nil, sweepErr(r, "random.n: want an integer >= 1")
+	if !ok || n < 1 || n > MaxTrials {
+		return nil, sweepErr(r, "random.n = %v: want an integer in [1, %d]", rd["n"], MaxTrials)
 	}
 	seed, _ := rd["seed"].(int64)
 	params, ok := rd["params"].(map[string]any)
