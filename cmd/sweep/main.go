@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"mimlab/experiment"
+	"mimlab/framework/export"
 	"mimlab/framework/runner"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
@@ -40,6 +42,7 @@ const usage = `usage:
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
+  sweep export --table trials|metrics|evals [--format csv|parquet] [-o FILE] [--db results.db]
   sweep list                      every registered component by kind, its keys, defaults and allowed values
   sweep fetch-ort
 `
@@ -328,6 +331,48 @@ func cmdStatus(args []string) error {
 	return nil
 }
 
+// exportTable writes one table of the results database as CSV or Parquet (to stdout without -o).
+func exportTable(db, table, format, out string) error {
+	if !contains(export.Tables, table) {
+		return exitErr{2, fmt.Errorf("--table %q: allowed values are %s", table, strings.Join(export.Tables, ", "))}
+	}
+	if !contains(export.Formats, format) {
+		return exitErr{2, fmt.Errorf("--format %q: allowed values are %s", format, strings.Join(export.Formats, ", "))}
+	}
+	st, err := openExisting(db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w := io.Writer(os.Stdout)
+	var f *os.File
+	if out != "" {
+		// Written to a temporary name and renamed, so a reader never sees half a file.
+		if f, err = os.CreateTemp(filepath.Dir(out), ".export-*"); err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		w = f
+	}
+	n, err := export.Table(st.DB, table, format, w)
+	if err != nil {
+		return fmt.Errorf("exporting %s from %s: %w", table, db, err)
+	}
+	if f != nil {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		if err := os.Rename(f.Name(), out); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s (%d rows of %s, %s)\n", out, n, table, format)
+	}
+	return nil
+}
+
 func cmdExport(args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	db := fs.String("db", "results.db", "results database")
@@ -337,8 +382,13 @@ func cmdExport(args []string) error {
 	out := fs.String("o", "", "output .npy for --features (labels go to <name>_labels.npy)")
 	backend := fs.String("backend", "auto", "backend for --features")
 	runs := fs.String("runs", "runs", "folder of checkpoints")
+	table := fs.String("table", "", "trials, metrics or evals: write a whole table (with --format and -o)")
+	format := fs.String("format", "csv", "csv or parquet, for --table")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *table != "" {
+		return exportTable(*db, *table, *format, *out)
 	}
 	if *id == 0 || (*weights == "") == (*features == "") {
 		return exitErr{2, fmt.Errorf("export needs --trial ID and one of --weights FILE or --features train|test -o FILE\n%s", usage)}
