@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -277,55 +276,33 @@ func cmdStatus(args []string) error {
 		return err
 	}
 	defer st.Close()
-	trials, err := st.Trials(*sw)
+	r, err := experiment.Status(st, *sw)
 	if err != nil {
 		return err
 	}
-	counts := map[string]int{}
 	fmt.Printf("%-4s %-8s %-7s %-9s %-9s %-8s %-8s %-9s %s\n", "id", "state", "step", "loss", "linear", "knn", "attent.", "hash", "name")
-	for _, t := range trials {
-		counts[t.State]++
-		_, last, _ := st.LastMetrics(t.ID)
-		ev, _ := st.Evals(t.ID)
+	for _, t := range r.Trials {
 		f := func(p string) string {
-			if v, ok := ev[p]["top1"]; ok {
+			if v, ok := t.Top1[p]; ok {
 				return fmt.Sprintf("%.4f", v)
 			}
 			return "-"
 		}
 		loss := "-"
-		if v, ok := last["loss"]; ok {
-			loss = fmt.Sprintf("%.4f", v)
+		if t.Has {
+			loss = fmt.Sprintf("%.4f", t.Loss)
 		}
-		fmt.Printf("%-4d %-8s %-7d %-9s %-9s %-8s %-8s %-9s %s\n", t.ID, t.State, t.Step, loss, f("linear"), f("knn"), f("attentive"), t.Hash[:8], t.Name)
+		fmt.Printf("%-4d %-8s %-7d %-9s %-9s %-8s %-8s %-9s %s\n", t.ID, t.State, t.Step, loss, f("linear"), f("knn"), f("attentive"),
+			experiment.Printable(t.Hash[:min(8, len(t.Hash))]), experiment.Printable(t.Name))
 		if t.State == store.Failed && t.Error != "" {
-			fmt.Printf("     error: %s\n", t.Error)
+			fmt.Printf("     error: %s\n", experiment.Printable(t.Error))
 		}
 	}
-	var states []string
-	for s, n := range counts {
-		states = append(states, fmt.Sprintf("%d %s", n, s))
-	}
-	sort.Strings(states)
-	fmt.Printf("%d trials: %s\n", len(trials), strings.Join(states, ", "))
-	bl, err := st.Baselines("")
-	if err != nil {
-		return err
-	}
-	if len(bl) > 0 {
+	fmt.Println(r.Summary())
+	if len(r.References) > 0 {
 		fmt.Println("reference rows (same splits):")
-		rows, err := st.DB.Query(`SELECT dataset, arch, protocol, value FROM baselines ORDER BY dataset, arch, protocol`)
-		if err != nil {
-			return fmt.Errorf("%s: reference rows: %w", *db, err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var d, a, p string
-			var v float64
-			if err := rows.Scan(&d, &a, &p, &v); err != nil {
-				return fmt.Errorf("%s: reference rows: %w", *db, err)
-			}
-			fmt.Printf("  %-14s %-32s %-10s %.4f\n", d, a, p, v)
+		for _, ref := range r.References {
+			fmt.Printf("  %-14s %-32s %-10s %.4f\n", ref.Dataset, ref.Arch, ref.Protocol, ref.Value)
 		}
 	}
 	return nil

@@ -1,0 +1,97 @@
+package experiment
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"mimlab/framework/store"
+)
+
+// TrialStatus is one trial as `sweep status` shows it.
+type TrialStatus struct {
+	store.Trial
+	Step  int                           // the last logged step (the heartbeat's step while it runs)
+	Loss  float64                       // the loss at that step; NaN-free: Has says whether there is one
+	Has   bool                          // a loss was logged
+	Top1  map[string]float64            // protocol -> top-1 accuracy
+	Evals map[string]map[string]float64 // everything evaluated
+}
+
+// Reference is one reference row (raw pixels or a random-init encoder on the same splits).
+type Reference struct {
+	Dataset, Arch, Protocol string
+	Value                   float64
+}
+
+// StatusReport is what `sweep status` prints: the trials, their states counted, the reference rows.
+type StatusReport struct {
+	Trials     []TrialStatus
+	Counts     map[string]int
+	References []Reference
+}
+
+// Summary is "N trials: a done, b pending, ...".
+func (r *StatusReport) Summary() string {
+	var states []string
+	for s, n := range r.Counts {
+		states = append(states, fmt.Sprintf("%d %s", n, s))
+	}
+	sort.Strings(states)
+	return fmt.Sprintf("%d trials: %s", len(r.Trials), strings.Join(states, ", "))
+}
+
+// Status gathers the trials of a sweep ("" for all), their last losses and evals, and the reference rows.
+func Status(st *store.Store, sweep string) (*StatusReport, error) {
+	trials, err := st.Trials(sweep)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", st.Path, err)
+	}
+	if sweep != "" && len(trials) == 0 {
+		return nil, fmt.Errorf("%s has no sweep named %q", st.Path, sweep)
+	}
+	r := &StatusReport{Counts: map[string]int{}}
+	for _, t := range trials {
+		r.Counts[t.State]++
+		step, last, err := st.LastMetrics(t.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%s: trial %d: %w", st.Path, t.ID, err)
+		}
+		ev, err := st.Evals(t.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%s: trial %d: %w", st.Path, t.ID, err)
+		}
+		ts := TrialStatus{Trial: t, Step: max(step, t.Step), Evals: ev, Top1: map[string]float64{}}
+		ts.Loss, ts.Has = last["loss"]
+		for p, m := range ev {
+			if v, ok := m["top1"]; ok {
+				ts.Top1[p] = v
+			}
+		}
+		r.Trials = append(r.Trials, ts)
+	}
+	rows, err := st.DB.Query(`SELECT dataset, arch, protocol, value FROM baselines WHERE metric = 'top1' ORDER BY dataset, arch, protocol`)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reference rows: %w", st.Path, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ref Reference
+		if err := rows.Scan(&ref.Dataset, &ref.Arch, &ref.Protocol, &ref.Value); err != nil {
+			return nil, fmt.Errorf("%s: reference rows: %w", st.Path, err)
+		}
+		r.References = append(r.References, ref)
+	}
+	return r, rows.Err()
+}
+
+// Printable replaces what would break a one-line display of a stored name (control characters,
+// bidirectional overrides): names in databases written before names were checked may hold them.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+			return '?'
+		}
+		return r
+	}, s)
+}
