@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"mimlab/framework/store"
@@ -48,9 +49,10 @@ func SweepTables(st *store.Store, sweep string) (string, error) {
 }
 
 // ResultsDoc fills (check false) or checks (check true) the generated blocks of the Markdown file at path
-// from the database at db. It returns the sweeps it handled; a check that finds a difference returns an
+// from the database at db; with only, just the blocks of those sweeps (a document whose sections were run
+// into different databases). It returns the sweeps it handled; a check that finds a difference returns an
 // error naming the sweep and the first differing line.
-func ResultsDoc(db, path string, check bool) ([]string, error) {
+func ResultsDoc(db, path string, check bool, only ...string) ([]string, error) {
 	if !store.Exists(db) {
 		return nil, fmt.Errorf("--db %s: no such results database", db)
 	}
@@ -68,6 +70,9 @@ func ResultsDoc(db, path string, check bool) ([]string, error) {
 	out := blockRE.ReplaceAllStringFunc(string(src), func(m string) string {
 		g := blockRE.FindStringSubmatch(m)
 		sweep := g[2]
+		if len(only) > 0 && !slices.Contains(only, sweep) {
+			return m
+		}
 		sweeps = append(sweeps, sweep)
 		tabs, err := SweepTables(st, sweep)
 		if err != nil {
@@ -85,7 +90,7 @@ func ResultsDoc(db, path string, check bool) ([]string, error) {
 		return sweeps, firstErr
 	}
 	if len(sweeps) == 0 {
-		return nil, fmt.Errorf("%s has no <!-- mimlab:tables sweep=NAME --> ... <!-- mimlab:end --> blocks", path)
+		return nil, fmt.Errorf("%s has no <!-- mimlab:tables sweep=NAME --> ... <!-- mimlab:end --> blocks%s", path, map[bool]string{true: " for sweep " + strings.Join(only, ","), false: ""}[len(only) > 0])
 	}
 	if check || out == string(src) {
 		return sweeps, nil

@@ -17,7 +17,7 @@ import (
 func main() {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	db := fs.String("db", "results.db", "results database")
-	sweep := fs.String("sweep", "", "only this sweep, or these (comma-separated); default: every trial")
+	sweep := fs.String("sweep", "", "only this sweep, or these (comma-separated); default: every trial (with --fill/--check: only their blocks)")
 	out := fs.String("out", "report", "output folder")
 	md := fs.Bool("markdown", false, "also write REPORT.md with the same tables (mean ± std over seeds)")
 	backend := fs.String("backend", "auto", "backend for the model figures")
@@ -34,7 +34,11 @@ func main() {
 		if *check != "" {
 			path, isCheck = *check, true
 		}
-		sweeps, err := report.ResultsDoc(*db, path, isCheck)
+		var only []string
+		if *sweep != "" {
+			only = strings.Split(*sweep, ",")
+		}
+		sweeps, err := report.ResultsDoc(*db, path, isCheck, only...)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 			os.Exit(1)
