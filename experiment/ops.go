@@ -110,8 +110,10 @@ type RunOptions struct {
 	// NewRevision registers a spec whose trials differ from those already under its name as the next
 	// revision (NAME@2, NAME@3, ...) instead of refusing it.
 	NewRevision bool
-	Runner      runner.Options
-	Log         io.Writer
+	// RegisterOnly registers the specs' trials and runs none (workers run them: `sweep worker`).
+	RegisterOnly bool
+	Runner       runner.Options
+	Log          io.Writer
 }
 
 // RunResult sums what RunSpecs did.
@@ -160,6 +162,9 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 			}
 		}
 		fmt.Fprintf(o.Log, "sweep %s: %d trials (%s)\n", p.Raw.Name, len(p.Trials), st.Path)
+		if o.RegisterOnly {
+			continue
+		}
 		ro := o.Runner
 		if n, err := st.Unfinished(sid); err == nil && ro.Workers > max(n, 1) {
 			fmt.Fprintf(o.Log, "sweep %s: -j %d capped at %d (the trials left to run)\n", p.Raw.Name, ro.Workers, max(n, 1))
@@ -173,6 +178,59 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 		res.Done += sum.Done
 		res.Failed += sum.Failed
 		res.Interrupted += sum.Interrupted
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+	}
+	return res, nil
+}
+
+// WorkOptions are the options of Work.
+type WorkOptions struct {
+	Sweep   string // "" for every sweep in the database
+	Backend string // the backend name (auto, ort, go, xla, cuda)
+	Runs    string
+	Runner  runner.Options
+	Log     io.Writer
+}
+
+// Work claims and runs trials from the database alone, sweep by sweep, until none is pending: each trial's
+// resolved spec is read from its row, never from spec files on this host. Several workers (processes,
+// hosts sharing the runs folder) may run at once; each trial goes to one of them.
+func Work(ctx context.Context, st *store.Store, o WorkOptions) (RunResult, error) {
+	var res RunResult
+	if err := Reidentify(st, o.Runs, o.Log); err != nil {
+		return res, err
+	}
+	sweeps, err := st.Sweeps(o.Sweep)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", st.Path, err)
+	}
+	if o.Sweep != "" && len(sweeps) == 0 {
+		return res, &spec.Error{Msg: fmt.Sprintf("--sweep %q: %s has no such sweep (sweep status lists them)", o.Sweep, st.Path)}
+	}
+	be, resolved, err := nn.NewBackend(o.Backend, o.Log)
+	if err != nil {
+		return res, err
+	}
+	fmt.Fprintf(o.Log, "sweep worker: backend %s, %d sweeps in %s\n", resolved, len(sweeps), st.Path)
+	env := NewEnv(be, resolved, o.Runs, o.Log)
+	for _, sw := range sweeps {
+		n, err := st.Unfinished(sw.ID)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", st.Path, err)
+		}
+		if n == 0 {
+			continue
+		}
+		fmt.Fprintf(o.Log, "sweep %s: %d trials left\n", sw.Name, n)
+		sum := runner.Run(ctx, st, sw.ID, o.Runner, env.Job)
+		res.Done += sum.Done
+		res.Failed += sum.Failed
+		res.Interrupted += sum.Interrupted
+		for _, e := range sum.Errors {
+			fmt.Fprintln(o.Log, "  ", e)
+		}
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}

@@ -156,3 +156,40 @@ func TestDamagedCheckpointIsNotResumed(t *testing.T) {
 		t.Fatalf("state %s, %d loss rows over %d steps; want done, 10 and 10", state, steps, distinct)
 	}
 }
+
+// Workers need only the database and the runs folder: trials registered by `run --register-only` are run
+// by two `sweep worker` processes after the spec file is gone, each trial once.
+func TestWorkersRunFromTheDatabaseAlone(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "results.db")
+	p := writeSpec(t, dir, "tiny.toml", fmt.Sprintf(tiny, 4, "[1, 2, 3, 4]"))
+	if out, err := sweepCmd(context.Background(), dir, "run", "--register-only", "--db", db, p).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	for i := 0; i < 2; i++ {
+		c := sweepCmd(context.Background(), dir, "worker", "--db", db, "--backend", "go", "--heartbeat", "200ms")
+		var b bytes.Buffer
+		c.Stdout, c.Stderr = &b, &b
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, c), append(outs, &b)
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("worker %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	sdb := openDB(t, db)
+	defer sdb.Close()
+	var done, once int
+	sdb.QueryRow(`SELECT COUNT(*), SUM(attempts = 1) FROM trials WHERE state = 'done'`).Scan(&done, &once)
+	if done != 4 || once != 4 {
+		t.Fatalf("%d trials done, %d of them in one attempt; want 4 and 4\n%s\n%s", done, once, outs[0], outs[1])
+	}
+}

@@ -36,12 +36,14 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 const usage = `usage:
-  sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision]
+  sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision] [--register-only]
             [--runs runs] [--watchdog 15m] [-set key.path=value]... specs...
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
   sweep export --table trials|metrics|evals [--format csv|parquet] [-o FILE] [--db results.db]
+  sweep worker [--db results.db] [--runs runs] [--sweep NAME] [--device cpu|cuda] [--backend B] [-j N]
+                                  claim and run trials from the database alone (specs are read from it)
   sweep list                      every registered component by kind, its keys, defaults and allowed values
   sweep fetch-ort
 `
@@ -71,6 +73,8 @@ func main() {
 		err = cmdExport(os.Args[2:])
 	case "list":
 		err = cmdList(os.Args[2:])
+	case "worker":
+		err = cmdWorker(os.Args[2:])
 	case "fetch-ort":
 		var p string
 		p, err = nn.FetchORT(context.Background(), os.Stderr)
@@ -80,7 +84,7 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
-		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, list, fetch-ort", os.Args[1])}
+		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, list, worker, fetch-ort", os.Args[1])}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sweep:", err)
@@ -152,6 +156,7 @@ func cmdRun(args []string) error {
 	device := fs.String("device", "", "cpu or cuda (default: each spec's train.device)")
 	backend := fs.String("backend", "", "auto, ort, go or xla (default: each spec's train.backend)")
 	retry := fs.Bool("retry-failed", false, "run failed trials again")
+	registerOnly := fs.Bool("register-only", false, "register the specs' trials in --db and run none (for `sweep worker`s)")
 	revision := fs.Bool("as-new-revision", false, "register a spec whose trials differ from those under its name as NAME@2, NAME@3, ...")
 	runs := fs.String("runs", "runs", "folder for checkpoints and exports")
 	watchdog := fs.Duration("watchdog", 15*time.Minute, "fail a trial with no progress for this long (0 = off)")
@@ -184,7 +189,7 @@ func cmdRun(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := experiment.RunSpecs(ctx, st, ps, experiment.RunOptions{
-		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, NewRevision: *revision, Log: os.Stderr,
+		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, NewRevision: *revision, RegisterOnly: *registerOnly, Log: os.Stderr,
 		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
 	if ctx.Err() != nil {
 		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
@@ -194,6 +199,56 @@ func cmdRun(args []string) error {
 	}
 	if res.Failed > 0 {
 		return fmt.Errorf("%d trials failed (see `sweep status`; `sweep run --retry-failed` runs them again)", res.Failed)
+	}
+	return nil
+}
+
+func cmdWorker(args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	db := fs.String("db", "results.db", "results database")
+	runs := fs.String("runs", "runs", "folder for checkpoints and exports (shared by the workers)")
+	sw := fs.String("sweep", "", "only this sweep (default: every sweep in the database)")
+	device := fs.String("device", "cpu", "cpu or cuda")
+	backend := fs.String("backend", "auto", "auto, ort, go or xla")
+	workers := fs.Int("j", 1, "trials in parallel in this process")
+	watchdog := fs.Duration("watchdog", 15*time.Minute, "fail a trial with no progress for this long (0 = off)")
+	heartbeat := fs.Duration("heartbeat", 5*time.Second, "heartbeat interval; a trial silent for 6 heartbeats is claimed again")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return exitErr{2, fmt.Errorf("worker takes no spec files (it reads the specs from --db): %v", pos)}
+	}
+	if *device != "cpu" && *device != "cuda" {
+		return exitErr{2, fmt.Errorf("--device %q: allowed values are cpu, cuda", *device)}
+	}
+	if !contains(nn.Backends, *backend) {
+		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
+	}
+	if *workers < 1 {
+		return exitErr{2, fmt.Errorf("-j %d: must be >= 1", *workers)}
+	}
+	be := *backend
+	if *device == "cuda" {
+		be = "cuda"
+	}
+	st, err := openExisting(*db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := experiment.Work(ctx, st, experiment.WorkOptions{Sweep: *sw, Backend: be, Runs: *runs, Log: os.Stderr,
+		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
+	if ctx.Err() != nil {
+		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "sweep worker: %d done, %d failed, %d interrupted\n", res.Done, res.Failed, res.Interrupted)
+	if res.Failed > 0 {
+		return fmt.Errorf("%d trials failed (see `sweep status`)", res.Failed)
 	}
 	return nil
 }

@@ -317,6 +317,34 @@ func (s *Store) AddSweep(name, specFile string, trials []NewTrial) (int64, error
 	return id, tx.Commit()
 }
 
+// Sweep is a sweeps row.
+type Sweep struct {
+	ID             int64
+	Name, SpecFile string
+}
+
+// Sweeps lists the sweeps, or the one named (none when it does not exist).
+func (s *Store) Sweeps(name string) ([]Sweep, error) {
+	q, args := `SELECT id, name, COALESCE(spec_file, '') FROM sweeps`, []any{}
+	if name != "" {
+		q, args = q+` WHERE name = ?`, append(args, name)
+	}
+	rows, err := s.DB.Query(q+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Sweep
+	for rows.Next() {
+		var sw Sweep
+		if err := rows.Scan(&sw.ID, &sw.Name, &sw.SpecFile); err != nil {
+			return nil, err
+		}
+		out = append(out, sw)
+	}
+	return out, rows.Err()
+}
+
 // RetryFailed puts the sweep's failed trials back to pending.
 func (s *Store) RetryFailed(sweepID int64) (int64, error) {
 	r, err := s.DB.Exec(`UPDATE trials SET state = 'pending', error = NULL WHERE state = 'failed' AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID)
