@@ -14,6 +14,7 @@ import (
 
 	"github.com/gomlx/compute"
 	"mimlab/data"
+	"mimlab/framework/progress"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
@@ -26,6 +27,8 @@ type Env struct {
 	RunsDir     string // per-trial checkpoints and exports: RunsDir/<hash>/
 	CacheDir    string // tokenizers
 	Log         io.Writer
+	// Progress, when set, shows training steps (live lines on a terminal); else they are printed to Log.
+	Progress *progress.Display
 
 	mu       sync.Mutex
 	datasets map[string]*data.Dataset

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"mimlab/framework/npy"
+	"mimlab/framework/progress"
 	"mimlab/framework/runner"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
@@ -112,8 +113,10 @@ type RunOptions struct {
 	NewRevision bool
 	// RegisterOnly registers the specs' trials and runs none (workers run them: `sweep worker`).
 	RegisterOnly bool
-	Runner       runner.Options
-	Log          io.Writer
+	// Progress, when set, shows the sweep line and the running trials (see framework/progress).
+	Progress *progress.Display
+	Runner   runner.Options
+	Log      io.Writer
 }
 
 // RunResult sums what RunSpecs did.
@@ -139,6 +142,7 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 			}
 			fmt.Fprintf(o.Log, "sweep: backend %s\n", resolved)
 			env = NewEnv(be, resolved, o.Runs, o.Log)
+			env.Progress = o.Progress
 			envs[want] = env
 		}
 		p, err := checkRevision(st, p, o.NewRevision, o.Log)
@@ -166,6 +170,14 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 			continue
 		}
 		ro := o.Runner
+		if o.Progress != nil {
+			left, err := st.Unfinished(sid)
+			if err != nil {
+				return res, err
+			}
+			o.Progress.Sweep(p.Raw.Name, len(p.Trials), len(p.Trials)-left)
+			ro.OnEnd = func(t *store.Trial, state string) { o.Progress.End(t.ID, state) }
+		}
 		if n, err := st.Unfinished(sid); err == nil && ro.Workers > max(n, 1) {
 			fmt.Fprintf(o.Log, "sweep %s: -j %d capped at %d (the trials left to run)\n", p.Raw.Name, ro.Workers, max(n, 1))
 			ro.Workers = max(n, 1)

@@ -375,7 +375,9 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 				return err
 			}
 		}
-		if time.Since(lastPrint) > 5*time.Second || step == total || step == startStep+1 {
+		if p := t.env.Progress; p != nil {
+			p.Step(st.ID, st.Name, step, total, loss, float64((step-startStep)*bs)/time.Since(start).Seconds())
+		} else if time.Since(lastPrint) > 5*time.Second || step == total || step == startStep+1 {
 			el := time.Since(start).Seconds()
 			ips := float64((step-startStep)*bs) / el
 			eta := time.Duration(float64(total-step)/math.Max(float64(step-startStep), 1)*el) * time.Second

@@ -23,11 +23,14 @@ import (
 
 	"mimlab/experiment"
 	"mimlab/framework/export"
+	"mimlab/framework/progress"
 	"mimlab/framework/runner"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
 	"mimlab/framework/sweep"
 	"mimlab/nn"
+
+	"golang.org/x/term"
 )
 
 type multi []string
@@ -36,7 +39,7 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 const usage = `usage:
-  sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision] [--register-only]
+  sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision] [--register-only] [--plain]
             [--runs runs] [--watchdog 15m] [-set key.path=value]... specs...
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME]
@@ -156,6 +159,7 @@ func cmdRun(args []string) error {
 	device := fs.String("device", "", "cpu or cuda (default: each spec's train.device)")
 	backend := fs.String("backend", "", "auto, ort, go or xla (default: each spec's train.backend)")
 	retry := fs.Bool("retry-failed", false, "run failed trials again")
+	plain := fs.Bool("plain", false, "plain log lines even on a terminal (no live progress lines)")
 	registerOnly := fs.Bool("register-only", false, "register the specs' trials in --db and run none (for `sweep worker`s)")
 	revision := fs.Bool("as-new-revision", false, "register a spec whose trials differ from those under its name as NAME@2, NAME@3, ...")
 	runs := fs.String("runs", "runs", "folder for checkpoints and exports")
@@ -188,9 +192,12 @@ func cmdRun(args []string) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	disp := progress.New(os.Stderr, !*plain && term.IsTerminal(int(os.Stderr.Fd())))
 	res, err := experiment.RunSpecs(ctx, st, ps, experiment.RunOptions{
-		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, NewRevision: *revision, RegisterOnly: *registerOnly, Log: os.Stderr,
-		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
+		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, NewRevision: *revision,
+		RegisterOnly: *registerOnly, Log: disp, Progress: disp,
+		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: disp}})
+	disp.Wait()
 	if ctx.Err() != nil {
 		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
 	}

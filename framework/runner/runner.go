@@ -42,6 +42,8 @@ type Options struct {
 	Watchdog  time.Duration // fail a trial that reports no progress for this long (0 = off)
 	Owner     string        // this process's name in the trials table
 	Log       io.Writer
+	// OnEnd, when set, is told each trial's outcome as it is recorded (done, failed, pending).
+	OnEnd func(t *store.Trial, state string)
 }
 
 // Summary counts what a run did.
@@ -95,6 +97,9 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 					continue
 				}
 				state, reason, recorded := runOne(ctx, st, t, owner, opt, job)
+				if opt.OnEnd != nil {
+					opt.OnEnd(t, state)
+				}
 				mu.Lock()
 				switch state {
 				case store.Done:
