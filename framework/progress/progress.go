@@ -62,22 +62,28 @@ func (d *Display) Write(p []byte) (int, error) {
 	return d.out.Write(p)
 }
 
-// Sweep starts the sweep line: total trials, done of them already finished.
+// Sweep starts the sweep line: total trials, done of them already finished. mpb is never called with d.mu
+// held: its render goroutine calls the decorators below, which take d.mu.
 func (d *Display) Sweep(name string, total, done int) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.name, d.total, d.done, d.failed, d.base, d.start = name, total, done, 0, done, time.Now()
+	old := d.sweep
+	d.sweep = nil
+	d.mu.Unlock()
 	if d.live == nil {
 		return
 	}
-	if d.sweep != nil {
-		d.sweep.Abort(false)
+	if old != nil {
+		old.Abort(false)
 	}
-	d.sweep = d.live.AddBar(int64(max(total, 1)),
+	bar := d.live.AddBar(int64(max(total, 1)),
 		mpb.BarPriority(math.MaxInt), // the sweep line stays at the bottom
 		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { return d.sweepLine() })),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return "ETA " + d.sweepETA() })))
-	d.sweep.SetCurrent(int64(done))
+	bar.SetCurrent(int64(done))
+	d.mu.Lock()
+	d.sweep = bar
+	d.mu.Unlock()
 }
 
 func (d *Display) sweepLine() string {
@@ -115,20 +121,24 @@ func (d *Display) Step(id int64, name string, step, total int, loss, ips float64
 	if !ok {
 		t = &trial{name: name, total: total, from: step - 1, start: time.Now()}
 		d.trials[id] = t
-		if d.live != nil {
-			t.bar = d.live.AddBar(int64(max(total, 1)), mpb.BarRemoveOnComplete(),
-				mpb.PrependDecorators(decor.Name(fmt.Sprintf("trial %d %s", id, short(name, 48)), decor.WCSyncSpaceR)),
-				mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return d.trialLine(id) })))
-		}
 	}
 	t.step, t.loss, t.ips = step, loss, ips
 	print := d.live == nil && (!ok || step == total || time.Since(t.printed) >= d.every)
 	if print {
 		t.printed = time.Now()
 	}
+	bar := t.bar
 	d.mu.Unlock()
-	if t.bar != nil {
-		t.bar.SetCurrent(int64(step))
+	if d.live != nil && !ok {
+		bar = d.live.AddBar(int64(max(total, 1)), mpb.BarRemoveOnComplete(),
+			mpb.PrependDecorators(decor.Name(fmt.Sprintf("trial %d %s", id, short(name, 48)), decor.WCSyncSpaceR)),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return d.trialLine(id) })))
+		d.mu.Lock()
+		t.bar = bar
+		d.mu.Unlock()
+	}
+	if bar != nil {
+		bar.SetCurrent(int64(step))
 	}
 	if print {
 		fmt.Fprintf(d.out, "trial %d %s: step %d/%d loss %.4f %.0f img/s ETA %s\n", id, name, step, total, loss, ips, d.trialETA(id))
@@ -189,13 +199,17 @@ func (d *Display) Wait() {
 	}
 	d.mu.Lock()
 	sweep := d.sweep
+	var bars []*mpb.Bar
 	for id, t := range d.trials {
 		if t.bar != nil {
-			t.bar.Abort(true)
+			bars = append(bars, t.bar)
 		}
 		delete(d.trials, id)
 	}
 	d.mu.Unlock()
+	for _, b := range bars {
+		b.Abort(true)
+	}
 	if sweep != nil {
 		sweep.SetTotal(-1, true)
 	}
