@@ -25,6 +25,7 @@ type section struct {
 
 type page struct {
 	title, db string
+	refresh   int // seconds; 0: a static page
 	sections  []*section
 }
 
@@ -33,6 +34,9 @@ func (p *page) add(s ...*section) { p.sections = append(p.sections, s...) }
 func (p *page) write(path string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>\n", html.EscapeString(p.title))
+	if p.refresh > 0 {
+		fmt.Fprintf(&b, "<meta http-equiv=\"refresh\" content=\"%d\">\n", p.refresh)
+	}
 	b.WriteString(`<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;font-size:14px;text-align:left}
 th{background:#eee}img{max-width:100%;border:1px solid #ddd}figure{display:inline-block;margin:6px;vertical-align:top}

@@ -8,7 +8,9 @@
 package report
 
 import (
+	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
@@ -33,6 +36,50 @@ type Options struct {
 	Figures        bool   // compute t-SNE / attention / reconstructions
 	TSNEImages     int    // test images whose patches go into each t-SNE map
 	Log            io.Writer
+	// Refresh, when > 0, makes the page reload itself every Refresh seconds (report --watch).
+	Refresh int
+}
+
+// State is a fingerprint of what a report shows: the trials finished and the time of the last one. Watch
+// re-renders when it changes.
+func State(db string) (string, error) {
+	st, err := store.OpenForReading(db)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	var n int
+	var last sql.NullFloat64
+	if err := st.DB.QueryRow(`SELECT COUNT(*), MAX(finished_at) FROM trials WHERE state = 'done'`).Scan(&n, &last); err != nil {
+		return "", fmt.Errorf("%s: %w", db, err)
+	}
+	return fmt.Sprintf("%d/%v", n, last.Float64), nil
+}
+
+// Watch renders the report now and again whenever a trial finishes (polling every interval) until ctx
+// ends; the page reloads itself, so a browser tab shows a running sweep. A database with no finished trial
+// yet is waited for.
+func Watch(ctx context.Context, opt Options, interval time.Duration) error {
+	opt.Refresh = max(int(interval.Seconds()), 1)
+	last := ""
+	for {
+		cur, err := State(opt.DB)
+		if err != nil {
+			return err
+		}
+		if cur != last && !strings.HasPrefix(cur, "0/") {
+			if err := Generate(opt); err != nil {
+				return err
+			}
+			fmt.Fprintf(opt.Log, "report: %s rendered (%s trials done)\n", filepath.Join(opt.Out, "index.html"), strings.Split(cur, "/")[0])
+			last = cur
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
 }
 
 // trialInfo is a done trial with what the report needs.
@@ -204,7 +251,7 @@ func Generate(opt Options) error {
 	if err := os.MkdirAll(filepath.Join(opt.Out, "figs"), 0o755); err != nil {
 		return err
 	}
-	p := &page{title: "mimlab report", db: opt.DB}
+	p := &page{title: "mimlab report", db: opt.DB, refresh: opt.Refresh}
 	step := 0
 	total := 3 + len(configs)
 	progress := func(what string) {

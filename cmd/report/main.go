@@ -6,10 +6,13 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"mimlab/analysis/report"
 )
@@ -25,6 +28,7 @@ func main() {
 	noFig := fs.Bool("no-figures", false, "skip t-SNE, attention maps and reconstructions")
 	tsneImages := fs.Int("tsne-images", 40, "test images whose patches go into each t-SNE map")
 	fill := fs.String("fill", "", "rewrite the generated table blocks of this Markdown file (RESULTS.md) from --db, then exit")
+	watch := fs.Duration("watch", 0, "re-render whenever a trial finishes, polling this often (e.g. 10s); the page reloads itself")
 	check := fs.String("check", "", "check that the generated table blocks of this Markdown file match --db; exit 1 if not")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
@@ -47,8 +51,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "report: %s %d table blocks of %s from %s (%s)\n", verb, len(sweeps), path, *db, strings.Join(sweeps, ", "))
 		return
 	}
-	err := report.Generate(report.Options{DB: *db, Sweep: *sweep, Out: *out, Markdown: *md, Backend: *backend, Runs: *runs,
-		Figures: !*noFig, TSNEImages: *tsneImages, Log: os.Stderr})
+	opt := report.Options{DB: *db, Sweep: *sweep, Out: *out, Markdown: *md, Backend: *backend, Runs: *runs,
+		Figures: !*noFig, TSNEImages: *tsneImages, Log: os.Stderr}
+	var err error
+	if *watch > 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err = report.Watch(ctx, opt, *watch)
+	} else {
+		err = report.Generate(opt)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
