@@ -2,6 +2,7 @@ package experiment_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -103,5 +104,44 @@ func TestLegacyDatabaseMigrates(t *testing.T) {
 	// The results document filled by the old code still matches the migrated database.
 	if _, err := report.ResultsDoc(db, filepath.Join(dir, "RESULTS.md"), true); err != nil {
 		t.Fatalf("report --check on the migrated database: %v", err)
+	}
+}
+
+// Execution-only keys never enter a trial's identity, and a stored spec resolves back to the same identity
+// (numbers through JSON, -0.0, integers in float keys).
+func TestIdentityOfRealSpecs(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := "name = \"x\"\n[data]\nname = \"synthetic\"\nimage_size = 12\n[masking]\nnum_masked = 4\nmin_block = 2\n[train]\nweight_decay = %s\nbackend = %q\ndevice = %q\n"
+	hash := func(wd, backend, device string) string {
+		ps, err := experiment.Plan([]string{write("x.toml", fmt.Sprintf(base, wd, backend, device))}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := ps[0].Trials[0]
+		res, err := experiment.ResolveStored(tr.Full())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Hash() != tr.Hash {
+			t.Fatalf("weight_decay %s: the stored spec resolves to %s, the spec to %s", wd, res.Hash(), tr.Hash)
+		}
+		return tr.Hash
+	}
+	a := hash("0.0", "go", "cpu")
+	if b := hash("0.0", "ort", "cuda"); b != a {
+		t.Errorf("train.backend/device changed the identity: %s -> %s", a, b)
+	}
+	if b := hash("-0.0", "go", "cpu"); b != a {
+		t.Errorf("-0.0 and 0.0 differ: %s, %s", b, a)
+	}
+	if b := hash("2", "go", "cpu"); b == a {
+		t.Errorf("weight_decay 2 has the identity of 0")
 	}
 }

@@ -305,20 +305,27 @@ func checkRevision(st *store.Store, p Planned, newRevision bool, log io.Writer) 
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", st.Path, err)
 		}
-		known := map[string]store.Trial{}
+		known := map[string][]store.Trial{}
 		for _, t := range old {
 			if t.Name == name || strings.HasPrefix(t.Name, name+"[") {
-				known[configOfLabel(t.Name)] = t
+				k := pointKey(t.Point)
+				known[k] = append(known[k], t)
 			}
 		}
 		for _, t := range p.Trials {
-			prev, ok := known[configOfLabel(t.Label)]
-			if !ok {
+			prevs := known[pointKey(PointJSON(t))]
+			if len(prevs) == 0 {
 				continue
 			}
-			otree, okey := configKey(prev.Spec)
 			ntree, nkey := configKey(t.Full())
-			if okey != nkey {
+			same := false
+			for _, prev := range prevs {
+				if _, okey := configKey(prev.Spec); okey == nkey {
+					same = true
+				}
+			}
+			if !same {
+				otree, _ := configKey(prevs[0].Spec)
 				return fmt.Sprintf("at %s: %s", configOfLabel(t.Label), strings.Join(changedKeys(otree, ntree), ", ")), nil
 			}
 		}
@@ -350,6 +357,18 @@ func checkRevision(st *store.Store, p Planned, newRevision bool, log io.Writer) 
 		}
 	}
 	return p, fmt.Errorf("sweep %s: no free revision name", base)
+}
+
+// pointKey is a stored sweep point without its seed, as canonical JSON: the configuration's place in the
+// sweep, exact (labels round numbers).
+func pointKey(js string) string {
+	var p map[string]any
+	if err := json.Unmarshal([]byte(js), &p); err != nil || p == nil {
+		return "{}"
+	}
+	delete(p, "train.seed")
+	b, _ := json.Marshal(p)
+	return string(b)
 }
 
 // configOfLabel is a trial label without its seed: "spec[k=v,...]".
@@ -426,7 +445,11 @@ func Reidentify(st *store.Store, runs string, log io.Writer) error {
 			continue
 		}
 		if other, ok := taken[h]; ok && other != t.ID {
-			return fmt.Errorf("%s: trials %d and %d resolve to the same configuration under today's keys (%s); the database is unchanged", st.Path, t.ID, other, h)
+			// Old identities held every implementation's fields: two trials that differed only in a field
+			// their implementation never read are one configuration today. The first keeps the new identity;
+			// this one keeps its old hash (its results stay readable; today's specs do not expand to it).
+			fmt.Fprintf(log, "sweep: trial %d (%s) is the same configuration as trial %d under today's keys; it keeps its old identity %s\n", t.ID, t.Name, other, t.Hash)
+			continue
 		}
 		taken[h] = t.ID
 		moves = append(moves, store.Reidentified{ID: t.ID, OldHash: t.Hash, NewHash: h, NewSpec: res.Full()})
@@ -472,6 +495,7 @@ func ExportTrial(env *Env, tr *store.Trial, x Export) (string, error) {
 		return "", err
 	}
 	defer t.Close()
+	t.FindDir(tr.LegacyHash)
 	set, params, step, err := t.LoadTrained()
 	if err != nil {
 		return "", err

@@ -36,8 +36,8 @@ type TrainConfig struct {
 	Seed            uint64  `toml:"seed"`
 	CheckpointEvery int     `toml:"checkpoint_every"`
 	LogEvery        int     `toml:"log_every"`
-	Backend         string  `toml:"backend"` // auto, ort, go, xla (execution only: not part of the trial's identity)
-	Device          string  `toml:"device"`  // cpu or cuda; --device wins (execution only)
+	Backend         string  `toml:"backend" exec:"true" allowed:"auto,ort,go,xla" doc:"what executes the graphs"` // execution only: not part of the trial's identity
+	Device          string  `toml:"device" exec:"true" allowed:"cpu,cuda" doc:"--device wins"`                    // execution only
 }
 
 // MaxSteps bounds a trial's training steps (train.steps, or epochs x batches).

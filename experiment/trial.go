@@ -2,12 +2,16 @@ package experiment
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/gomlx/compute/dtypes"
@@ -87,6 +91,18 @@ func closeTarget(t targets.Target) {
 
 // Close frees what the trial holds in the engine (a tokenizer's parameters and programs).
 func (t *Trial) Close() { closeTarget(t.Model.Target) }
+
+// FindDir points the trial at its runs folder under its old identity when it has none under its current
+// one (a trial re-identified after its checkpoints were written, whose link under the new name is missing).
+func (t *Trial) FindDir(legacyHash string) {
+	if _, err := os.Stat(t.Dir); err == nil || !store.ValidHash(legacyHash) {
+		return
+	}
+	old := filepath.Join(t.env.RunsDir, legacyHash)
+	if st, err := os.Stat(old); err == nil && st.IsDir() {
+		t.Dir = old
+	}
+}
 
 // TotalSteps is train.steps, or epochs x batches per epoch; an error when that is no step at all (a batch
 // larger than the training set) or more than MaxSteps.
@@ -177,7 +193,33 @@ func (t *Trial) SaveCheckpoint(tr *nn.Trainer) error {
 		arr["m/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.M[i])}
 		arr["v/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.V[i])}
 	}
-	return nn.SaveSafetensors(t.checkpointPath(), arr, map[string]string{"format": "mimlab-checkpoint-1"})
+	return nn.SaveSafetensors(t.checkpointPath(), arr, map[string]string{"format": "mimlab-checkpoint-1", "content_sha256": contentSHA(arr)})
+}
+
+// contentSHA is a checkpoint's own checksum: sha256 over its tensors (names sorted, shapes, little-endian
+// values). It lets a checkpoint written just before a kill, whose record in the database is older, prove it
+// is intact; a damaged one fails it.
+func contentSHA(arr map[string]nn.Array) string {
+	names := make([]string, 0, len(arr))
+	for n := range arr {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	var b [8]byte
+	for _, n := range names {
+		a := arr[n]
+		fmt.Fprintf(h, "%s%v;", n, a.Shape)
+		for _, x := range a.F32 {
+			binary.LittleEndian.PutUint32(b[:4], math.Float32bits(x))
+			h.Write(b[:4])
+		}
+		for _, x := range a.I64 {
+			binary.LittleEndian.PutUint64(b[:], uint64(x))
+			h.Write(b[:])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // LoadCheckpoint restores a trainer; false when there is no checkpoint.
@@ -225,16 +267,29 @@ func (t *Trial) verifyCheckpoint(s *store.Store, trialID int64) error {
 	if err == nil && want != "" && got == want {
 		return nil
 	}
+	// Not the recorded file: a checkpoint written just before a kill (its record not yet updated) is intact
+	// if its own checksum verifies.
+	if arr, meta, lerr := nn.LoadSafetensors(path); lerr == nil && meta["content_sha256"] != "" && meta["content_sha256"] == contentSHA(arr) {
+		fmt.Fprintf(t.env.Log, "trial %d: checkpoint %s is newer than its record; its own checksum verifies\n", trialID, path)
+		return nil
+	}
 	why := "no record of it in the database"
 	if err != nil {
 		why = err.Error()
 	} else if want != "" {
-		why = fmt.Sprintf("sha256 %s, recorded %s", got[:12], want[:12])
+		why = fmt.Sprintf("sha256 %.12s, recorded %.12s", got, want)
 	}
-	if err := os.Rename(path, path+".damaged"); err != nil {
+	aside := path + ".damaged"
+	for i := 2; ; i++ { // never overwrite an earlier damaged file
+		if _, err := os.Lstat(aside); err != nil {
+			break
+		}
+		aside = fmt.Sprintf("%s.damaged.%d", path, i)
+	}
+	if err := os.Rename(path, aside); err != nil {
 		return fmt.Errorf("checkpoint %s does not match its record (%s) and cannot be moved aside: %w", path, why, err)
 	}
-	fmt.Fprintf(t.env.Log, "trial %d: checkpoint %s does not match its record (%s): moved to %s.damaged, training from scratch\n", trialID, path, why, path)
+	fmt.Fprintf(t.env.Log, "trial %d: checkpoint %s does not match its record (%s): moved to %s, training from scratch\n", trialID, path, why, aside)
 	return nil
 }
 
@@ -262,6 +317,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 		return err
 	}
 	defer t.Close()
+	t.FindDir(st.LegacyHash)
 	if tk, ok := t.Model.Target.(targets.Tokenized); ok && tk.Tokenizer() != nil {
 		tok := tk.Tokenizer()
 		for k, v := range tok.Info() {

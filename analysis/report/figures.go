@@ -58,6 +58,7 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
 			continue
 		}
+		t.FindDir(ti.LegacyHash)
 		set, params, step, err := t.LoadTrained()
 		if err != nil {
 			t.Close()

@@ -148,11 +148,13 @@ func (d *Display) Step(id int64, name string, step, total int, loss, ips float64
 func (d *Display) trialLine(id int64) string {
 	d.mu.Lock()
 	t := d.trials[id]
-	d.mu.Unlock()
 	if t == nil {
+		d.mu.Unlock()
 		return ""
 	}
-	return fmt.Sprintf("step %d/%d loss %.4f %.0f img/s ETA %s", t.step, t.total, t.loss, t.ips, d.trialETA(id))
+	step, total, loss, ips := t.step, t.total, t.loss, t.ips
+	d.mu.Unlock()
+	return fmt.Sprintf("step %d/%d loss %.4f %.0f img/s ETA %s", step, total, loss, ips, d.trialETA(id))
 }
 
 func (d *Display) trialETA(id int64) string {

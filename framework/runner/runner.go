@@ -209,7 +209,9 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 		state, reason = store.Failed, err.Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %v\n", t.ID, t.Name, err)
 	}
-	if ferr := finish(st, t, owner, state, reason, opt.Log); ferr != nil {
+	if ferr := finish(st, t, owner, state, reason, opt.Log); errors.Is(ferr, store.ErrNotOwner) {
+		return store.Pending, ferr.Error(), true // another worker has it now; this one goes on
+	} else if ferr != nil {
 		// The outcome could not be written: the trial is not done as far as the database knows, so it is
 		// not counted as done here either; finish left it pending if it could (the next run resumes it from
 		// its last checkpoint), else its stale heartbeat lets the next run claim it.
@@ -225,6 +227,10 @@ func finish(st *store.Store, t *store.Trial, owner, state, reason string, log io
 	for i, wait := 0, 100*time.Millisecond; i < 4; i, wait = i+1, wait*3 {
 		if err = st.Finish(t.ID, owner, state, reason); err == nil {
 			return nil
+		}
+		if errors.Is(err, store.ErrNotOwner) {
+			fmt.Fprintf(log, "trial %d %s: not recording %s: %v\n", t.ID, t.Name, state, err)
+			return err
 		}
 		fmt.Fprintf(log, "trial %d %s: writing state %s: %v (retrying)\n", t.ID, t.Name, state, err)
 		time.Sleep(wait)

@@ -141,3 +141,18 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// A sweep axis over a key the (fixed) implementation lacks is an error, not a silently collapsed sweep;
+// the same key zipped with the implementation's name is dropped where it does not apply.
+func TestForeignKeysFromSweeps(t *testing.T) {
+	sections := kind(func() registry.Config { return &alpha{Name: "alpha", Width: 4, Rate: 0.5} })
+	r := &Raw{File: "x.toml", Name: "s", Origin: map[string]string{"comp.name": "x.toml"}, texts: map[string]string{}}
+	tree := map[string]any{"name": "s", "comp": map[string]any{"name": "beta", "width": int64(8)}}
+	if _, err := r.Resolve(tree, map[string]any{"comp.width": int64(8)}, sections); err == nil || !contains(err.Error(), `not a key of comp "beta"`) {
+		t.Fatalf("grid over a foreign key: %v", err)
+	}
+	zipped := map[string]any{"name": "s", "comp": map[string]any{"name": "beta", "width": int64(8)}}
+	if _, err := r.Resolve(zipped, map[string]any{"comp.width": int64(8), "comp.name": "beta"}, sections); err != nil {
+		t.Fatalf("zip of name and a key of another implementation: %v", err)
+	}
+}

@@ -92,7 +92,10 @@ func plain(v reflect.Value) any {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return v.Uint()
 	case reflect.Float32, reflect.Float64:
-		return v.Float()
+		if f := v.Float(); f != 0 {
+			return f
+		}
+		return 0.0 // -0.0 and 0.0 are one value (JSON would write "-0", read back as the integer 0)
 	case reflect.Bool:
 		return v.Bool()
 	case reflect.String:

@@ -439,7 +439,11 @@ func (r *Raw) dropForeign(s Section, impl string, cfg registry.Config, sec map[s
 		if !ok {
 			continue // an unknown key: the strict decode names it
 		}
-		if nameOrigin == "" || r.origin(s.Name()+"."+k, point) == nameOrigin {
+		keyOrigin := r.origin(s.Name()+"."+k, point)
+		_, nameSwept := point[s.Name()+".name"]
+		explicit := nameOrigin == "" || keyOrigin == nameOrigin || keyOrigin == "-set" ||
+			(strings.HasPrefix(keyOrigin, "sweep:") && !nameSwept) // a sweep axis over a key the fixed implementation lacks
+		if explicit {
 			return nil, r.errAt(s.Name(), k, fmt.Sprintf("%s.%s: not a key of %s %q (it belongs to %q); allowed: %s", s.Name(), k, s.Name(), impl, owner, strings.Join(fieldKeys(cfg), ", ")))
 		}
 		delete(out, k)

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,7 +117,7 @@ func PointFromName(name string) map[string]any {
 		case v == "true" || v == "false":
 			out[k] = v == "true"
 		default:
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
+			if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
 				out[k] = f
 			} else {
 				out[k] = v
@@ -177,7 +178,14 @@ func OpenForReading(path string) (*Store, error) {
 	if writable(path) {
 		return Open(path)
 	}
-	db, err := sql.Open("sqlite3", "file:"+uriPath(path)+"?mode=ro&immutable=1&_busy_timeout=30000")
+	// mode=ro still reads the WAL (a writer elsewhere, a killed run's last writes); only a folder that cannot
+	// hold SQLite's shared-memory file needs immutable=1, which ignores the WAL: results newer than the
+	// last checkpoint of the database file are then not seen.
+	params := "?mode=ro&_busy_timeout=30000"
+	if !dirWritable(filepath.Dir(path)) {
+		params = "?mode=ro&immutable=1"
+	}
+	db, err := sql.Open("sqlite3", "file:"+uriPath(path)+params)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -192,6 +200,16 @@ func OpenForReading(path string) (*Store, error) {
 		return nil, fmt.Errorf("%s is read-only and at schema version %d, this mimlab reads %d: copy it somewhere writable and open it once (sweep status) to migrate", path, v, len(migrations))
 	}
 	return &Store{DB: db, Path: path}, nil
+}
+
+func dirWritable(dir string) bool {
+	probe, err := os.CreateTemp(dir, ".mimlab-probe-*")
+	if err != nil {
+		return false
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return true
 }
 
 // writable says whether path and its folder can be written (WAL mode writes files beside the database).
@@ -275,6 +293,9 @@ type Trial struct {
 	Error    string
 	SweepID  int64
 	Point    string // JSON object: the sweep point (swept key -> value)
+	// LegacyHash is the identity the trial had before a re-identification ("" if none): its runs folder
+	// may still be under that name.
+	LegacyHash string
 }
 
 // NewTrial is a trial to register; Point is the sweep point as a JSON object.
@@ -364,8 +385,8 @@ func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale ti
 		WHERE id = (SELECT t.id FROM trials t JOIN sweep_trials st ON st.trial_id = t.id
 			WHERE st.sweep_id = ? AND (t.state = 'pending' OR (t.state = 'running' AND t.heartbeat_at < ?))
 			ORDER BY t.id LIMIT 1)
-		RETURNING id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0)`,
-		owner, n, n, sweepID, n-stale.Seconds()).Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID)
+		RETURNING id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '')`,
+		owner, n, n, sweepID, n-stale.Seconds()).Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID, &t.Point, &t.LegacyHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -391,10 +412,20 @@ func (s *Store) Finish(id int64, owner, state, reason string) error {
 	if state == Pending {
 		fin = nil
 	}
-	_, err := s.DB.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ?`,
+	r, err := s.DB.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ?`,
 		state, reason, fin, id, owner)
-	return err
+	if err != nil {
+		return err
+	}
+	if n, err := r.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("trial %d: %w", id, ErrNotOwner)
+	}
+	return nil
 }
+
+// ErrNotOwner says a trial was claimed by another worker meanwhile (this one's heartbeat went stale): its
+// outcome here is not recorded.
+var ErrNotOwner = errors.New("claimed by another worker meanwhile (this worker's heartbeat went stale)")
 
 // Provenance is where and how a trial ran.
 type Provenance struct {
@@ -504,8 +535,8 @@ func (s *Store) SetBaseline(key, dataset, arch, protocol, metric string, value f
 func (s *Store) TrialByID(id int64) (*Trial, error) {
 	t := &Trial{}
 	var errText sql.NullString
-	err := s.DB.QueryRow(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}') FROM trials WHERE id = ?`, id).
-		Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point)
+	err := s.DB.QueryRow(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '') FROM trials WHERE id = ?`, id).
+		Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point, &t.LegacyHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("no trial %d in %s", id, s.Path)
 	}
@@ -515,7 +546,7 @@ func (s *Store) TrialByID(id int64) (*Trial, error) {
 
 // Trials lists trials, of one sweep when sweep is not "".
 func (s *Store) Trials(sweep string) ([]Trial, error) {
-	q := `SELECT t.id, t.hash, t.name, t.spec, t.state, t.attempts, t.step, COALESCE(t.error, ''), COALESCE(t.sweep_id, 0), COALESCE(t.point, '{}') FROM trials t`
+	q := `SELECT t.id, t.hash, t.name, t.spec, t.state, t.attempts, t.step, COALESCE(t.error, ''), COALESCE(t.sweep_id, 0), COALESCE(t.point, '{}'), COALESCE(t.legacy_hash, '') FROM trials t`
 	var args []any
 	if sweep != "" {
 		q += ` WHERE t.id IN (SELECT trial_id FROM sweep_trials st JOIN sweeps s ON s.id = st.sweep_id WHERE s.name = ?)`
@@ -529,7 +560,7 @@ func (s *Store) Trials(sweep string) ([]Trial, error) {
 	var out []Trial
 	for rows.Next() {
 		var t Trial
-		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID, &t.Point); err != nil {
+		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID, &t.Point, &t.LegacyHash); err != nil {
 			return nil, err
 		}
 		out = append(out, t)
