@@ -193,3 +193,21 @@ func TestWorkersRunFromTheDatabaseAlone(t *testing.T) {
 		t.Fatalf("%d trials done, %d of them in one attempt; want 4 and 4\n%s\n%s", done, once, outs[0], outs[1])
 	}
 }
+
+// Several specs in one run each get their own [train] backend (the first spec's is no longer used for all).
+func TestEachSpecItsOwnBackend(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "results.db")
+	a := writeSpec(t, dir, "a.toml", fmt.Sprintf(tiny, 2, "[1]"))
+	b := writeSpec(t, dir, "b.toml", strings.Replace(strings.Replace(fmt.Sprintf(tiny, 2, "[1]"), `name = "tiny"`, `name = "other"`, 1), `backend = "go"`, `backend = "ort"`, 1))
+	out, err := sweepCmd(context.Background(), dir, "run", "--db", db, a, b).CombinedOutput()
+	if err != nil {
+		if os.Getenv("MIMLAB_REQUIRE_ORT") == "" && strings.Contains(string(out), "ONNX Runtime") {
+			t.Skip("no ONNX Runtime here")
+		}
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "sweep: backend go") || !strings.Contains(string(out), "sweep: backend ort") {
+		t.Fatalf("want one backend per spec:\n%s", out)
+	}
+}
