@@ -40,7 +40,7 @@ func lineChart(path, title, xl, yl string, cs []curve) error {
 			}
 			if band, err := plotter.NewPolygon(poly); err == nil {
 				r, g, b, _ := col.RGBA()
-				band.Color = color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 60}
+				band.Color = color.NRGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 50} // NRGBA: RGBA is alpha-premultiplied, and drew the band opaque
 				band.LineStyle.Width = 0
 				p.Add(band)
 			}
