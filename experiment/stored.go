@@ -21,12 +21,41 @@ func ResolveStored(js string) (*spec.Resolved, error) {
 		if tree, err = fromLegacy(tree); err != nil {
 			return nil, fmt.Errorf("stored spec (legacy form): %w", err)
 		}
+	} else if err := dropRetired(tree); err != nil {
+		return nil, fmt.Errorf("stored spec: %w", err)
 	}
 	res, err := spec.ResolveTree("stored spec", tree, Sections())
 	if err != nil {
 		return nil, fmt.Errorf("stored spec: %w", err)
 	}
 	return res, nil
+}
+
+// dropRetired removes from a stored spec the keys today's chosen implementation does not have (a spec
+// stored by an older mimlab, before a key moved to another implementation or was retired): they cannot
+// change what today's code runs, and the trial is re-identified without them.
+func dropRetired(tree map[string]any) error {
+	for _, s := range Sections() {
+		sec, ok := tree[s.Name()].(map[string]any)
+		if !ok {
+			continue
+		}
+		impl, _ := sec["name"].(string)
+		cfg, err := s.New(impl)
+		if err != nil {
+			return err
+		}
+		own := map[string]bool{}
+		for _, k := range spec.Keys(cfg) {
+			own[k.Key] = true
+		}
+		for k := range sec {
+			if !own[k] {
+				delete(sec, k)
+			}
+		}
+	}
+	return nil
 }
 
 // legacyKeys maps the Go field names of the configs as of commit 8b2b77b (the JSON that commit stored with
