@@ -7,6 +7,7 @@ import (
 	_ "image/png"
 	"io"
 	"math/rand/v2"
+	"mimlab/framework/files"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,14 +146,7 @@ const MaxImagePixels = 8192 * 8192
 // decodeImage reads one image file (a regular file: a FIFO or device in a class folder is an error, not a hang)
 // and returns it resized and cropped to size x size with ch channels.
 func decodeImage(path string, ch, size int) ([]float32, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("data.root: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("data.root: %s: not a regular file (mode %v)", path, st.Mode())
-	}
-	f, err := os.Open(path)
+	f, _, err := files.OpenRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("data.root: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
 
@@ -89,7 +90,7 @@ func Status(st *store.Store, sweep string) (*StatusReport, error) {
 // bidirectional overrides): names in databases written before names were checked may hold them.
 func Printable(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+		if spec.Hidden(r) {
 			return '?'
 		}
 		return r

@@ -94,15 +94,6 @@ func fromLegacy(tree map[string]any) (map[string]any, error) {
 		if !ok {
 			return nil, fmt.Errorf("section %s missing", s.Name())
 		}
-		impl, _ := old["Name"].(string)
-		cfg, err := s.New(impl)
-		if err != nil {
-			return nil, err
-		}
-		own := map[string]bool{}
-		for _, k := range spec.Keys(cfg) {
-			own[k.Key] = true
-		}
 		sec := map[string]any{}
 		var unknown []string
 		for goName, v := range old {
@@ -111,7 +102,7 @@ func fromLegacy(tree map[string]any) (map[string]any, error) {
 				unknown = append(unknown, goName)
 				continue
 			}
-			if v == nil || !own[key] {
+			if v == nil {
 				continue
 			}
 			sec[key] = v
@@ -122,5 +113,5 @@ func fromLegacy(tree map[string]any) (map[string]any, error) {
 		}
 		out[s.Name()] = sec
 	}
-	return out, nil
+	return out, dropRetired(out)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"mimlab/framework/files"
 	"os"
 	"path/filepath"
 	"sort"
@@ -115,7 +116,7 @@ var stDTypeSizes = map[string]int{"F32": 4, "F64": 8, "I64": 8}
 // file (a directory, FIFO or device is an error, not a hang); the header and every tensor's shape, dtype and
 // data_offsets are checked against the file size before any tensor is allocated.
 func LoadSafetensors(path string) (map[string]Array, map[string]string, error) {
-	f, size, err := openRegular(path)
+	f, size, err := files.OpenRegular(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -124,26 +125,6 @@ func LoadSafetensors(path string) (map[string]Array, map[string]string, error) {
 }
 
 // openRegular opens path for reading after checking (before opening, so a FIFO cannot block) that it is a
-// regular file; it returns the file and its size.
-func openRegular(path string) (*os.File, int64, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, 0, fmt.Errorf("%s: not a regular file (mode %v)", path, st.Mode())
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	if fst, err := f.Stat(); err != nil || !os.SameFile(st, fst) {
-		f.Close()
-		return nil, 0, fmt.Errorf("%s: file changed while being opened", path)
-	}
-	return f, st.Size(), nil
-}
-
 // parseSafetensors reads safetensors bytes held in memory; name is used in errors.
 func parseSafetensors(name string, b []byte) (map[string]Array, map[string]string, error) {
 	return readSafetensors(name, bytes.NewReader(b), int64(len(b)))

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"html"
+	"mimlab/framework/spec"
 	"os"
 	"strings"
 	"time"
@@ -103,7 +104,7 @@ func mdCells(cells []string) []string {
 	out := make([]string, len(cells))
 	for i, c := range cells {
 		out[i] = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+			if spec.Hidden(r) {
 				return ' '
 			}
 			return r

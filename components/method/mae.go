@@ -2,6 +2,7 @@ package method
 
 import (
 	"fmt"
+	"strings"
 
 	. "github.com/gomlx/gomlx/core/graph"
 	"mimlab/components/decoder"
@@ -39,7 +40,7 @@ func (MAE) Check(m *Model) error {
 	}
 	if _, ok := m.Decoder.(decoder.Full); !ok {
 		return fmt.Errorf("method.name = \"mae\": decoder.name = %q; allowed: %s", m.Decoder.Name(),
-			join(decoder.Names(func(d decoder.Decoder) bool { _, ok := d.(decoder.Full); return ok })))
+			strings.Join(decoder.Names(func(d decoder.Decoder) bool { _, ok := d.(decoder.Full); return ok }), ", "))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ package method
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -180,18 +181,7 @@ func (m *Model) NeedLatentDecoder(headOnly bool) (decoder.Latent, error) {
 	if ok(m.Decoder) {
 		return m.Decoder.(decoder.Latent), nil
 	}
-	return nil, fmt.Errorf("method.name = %q: decoder.name = %q; allowed: %s", m.Name, m.Decoder.Name(), join(decoder.Names(ok)))
-}
-
-func join(xs []string) string {
-	out := ""
-	for i, x := range xs {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
+	return nil, fmt.Errorf("method.name = %q: decoder.name = %q; allowed: %s", m.Name, m.Decoder.Name(), strings.Join(decoder.Names(ok), ", "))
 }
 
 // DropCls removes the cls token (position 0) of x [B,1+K,D] with a gather (Slice has no gradient on ONNX

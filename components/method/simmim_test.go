@@ -2,6 +2,7 @@ package method
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
@@ -65,7 +66,7 @@ func TestSimMIMCheck(t *testing.T) {
 	for _, c := range cases {
 		m := simmimModel(t)
 		c.edit(m)
-		if err := m.Check(); err == nil || !contains(err.Error(), c.want) {
+		if err := m.Check(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("got %v, want %q", err, c.want)
 		}
 	}
@@ -74,15 +75,6 @@ func TestSimMIMCheck(t *testing.T) {
 type tokenFactory struct{ targets.Factory }
 
 func (tokenFactory) Continuous() bool { return false }
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
-}
 
 // A short SimMIM run lowers its loss on both backends.
 func TestSimMIMTrains(t *testing.T) {

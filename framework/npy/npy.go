@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"mimlab/framework/files"
 	"os"
 	"strconv"
 	"strings"
@@ -90,22 +91,12 @@ func ReadFloat32(path string) ([]float32, []int, error) {
 // ReadFile reads a .npy file. The path must name a regular file: a directory, FIFO or device is an error,
 // not a hang.
 func ReadFile(path string) (*Array, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (mode %v)", path, st.Mode())
-	}
-	f, err := os.Open(path)
+	f, size, err := files.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fst, err := f.Stat(); err != nil || !os.SameFile(st, fst) {
-		return nil, fmt.Errorf("%s: file changed while being opened", path)
-	}
-	return Read(path, f, st.Size())
+	return Read(path, f, size)
 }
 
 // Read reads a .npy stream of exactly size bytes; name is used in errors. The header is parsed and the data

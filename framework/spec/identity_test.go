@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"strings"
 	"testing"
 
 	"mimlab/framework/registry"
@@ -124,7 +125,7 @@ func TestNonFiniteAndNegativeUnsignedRejected(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ResolveTree("x.toml", c.tree, sections)
-			if err == nil || !contains(err.Error(), c.want) {
+			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want %q", err, c.want)
 			}
 		})
@@ -133,14 +134,6 @@ func TestNonFiniteAndNegativeUnsignedRejected(t *testing.T) {
 
 func nan() float64 { z := 0.0; return z / z }
 func inf() float64 { z := 0.0; return 1 / z }
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
-}
 
 // A sweep axis over a key the (fixed) implementation lacks is an error, not a silently collapsed sweep;
 // the same key zipped with the implementation's name is dropped where it does not apply.
@@ -148,7 +141,7 @@ func TestForeignKeysFromSweeps(t *testing.T) {
 	sections := kind(func() registry.Config { return &alpha{Name: "alpha", Width: 4, Rate: 0.5} })
 	r := &Raw{File: "x.toml", Name: "s", Origin: map[string]string{"comp.name": "x.toml"}, texts: map[string]string{}}
 	tree := map[string]any{"name": "s", "comp": map[string]any{"name": "beta", "width": int64(8)}}
-	if _, err := r.Resolve(tree, map[string]any{"comp.width": int64(8)}, sections); err == nil || !contains(err.Error(), `not a key of comp "beta"`) {
+	if _, err := r.Resolve(tree, map[string]any{"comp.width": int64(8)}, sections); err == nil || !strings.Contains(err.Error(), `not a key of comp "beta"`) {
 		t.Fatalf("grid over a foreign key: %v", err)
 	}
 	zipped := map[string]any{"name": "s", "comp": map[string]any{"name": "beta", "width": int64(8)}}

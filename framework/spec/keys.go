@@ -162,6 +162,16 @@ func sortedKeys(m map[string]any) []string {
 	return out
 }
 
+// Hidden says whether r is a control character or a bidirectional control: characters that break a line
+// of output or reorder what is shown.
+func Hidden(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || isBidi(r)
+}
+
+func isBidi(r rune) bool {
+	return (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c
+}
+
 // Printable checks that a user-given name holds printable text only: no control characters (NUL, newlines,
 // tabs), no bidirectional overrides, no table separators, at most 200 bytes.
 func Printable(what, s string) error {
@@ -173,10 +183,10 @@ func Printable(what, s string) error {
 	}
 	for _, r := range s {
 		switch {
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			return fmt.Errorf("%s = %q: control character %U not allowed (printable text only)", what, s, r)
-		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		case isBidi(r):
 			return fmt.Errorf("%s = %q: bidirectional control %U not allowed (printable text only)", what, s, r)
+		case Hidden(r):
+			return fmt.Errorf("%s = %q: control character %U not allowed (printable text only)", what, s, r)
 		case r == '|' || r == '`' || r == '<' || r == '>' || r == '[' || r == ']':
 			return fmt.Errorf("%s = %q: %q not allowed (it breaks tables and trial labels)", what, s, r)
 		case r == 0xfffd:
