@@ -14,8 +14,12 @@
 package eval
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // Features are N vectors of width D with labels.
@@ -34,9 +38,9 @@ type Tokens struct {
 
 // Config is the [eval] section.
 type Config struct {
-	Protocols      []string `toml:"protocols"` // linear, knn, attentive
-	Feature        string   `toml:"feature"`   // cls or mean
-	Batch          int      `toml:"batch"`     // feature extraction batch
+	Protocols      []string `toml:"protocols" allowed:"linear,knn,attentive,finetune"`
+	Feature        string   `toml:"feature" allowed:"cls,mean,both"` // both: cls and mean readings of every protocol that pools
+	Batch          int      `toml:"batch"`                           // feature extraction batch
 	LinearL2       float64  `toml:"linear_l2"`
 	LinearMaxIter  int      `toml:"linear_max_iter"`
 	KNNK           int      `toml:"knn_k"`
@@ -47,15 +51,36 @@ type Config struct {
 	AttOptimizer   string   `toml:"attentive_optimizer"` // adamw or sgd (momentum 0.9, as the paper)
 	AttWD          float64  `toml:"attentive_weight_decay"`
 	Baselines      bool     `toml:"baselines"` // compute the raw-pixel and random-init reference rows
+
+	// Probes along training: the protocols also run on the encoder at these steps of pretraining (and every
+	// `every` steps), each stored with its step; the final evaluation runs as always.
+	AtSteps []int `toml:"at_steps" doc:"pretraining steps at which the protocols also run"`
+	Every   int   `toml:"every" doc:"also evaluate every N pretraining steps (0 = off)"`
+
+	// Fine-tuning (protocol "finetune"): the encoder and a linear head trained end to end with labels, as
+	// BEiT/CAE fine-tune: AdamW, layer-wise lr decay, drop path, warmup then cosine, label smoothing.
+	FTLabels         []int   `toml:"finetune_labels" doc:"labelled training images, class-balanced (0 = all); one reading per entry"`
+	FTEpochs         int     `toml:"finetune_epochs"`
+	FTMinSteps       int     `toml:"finetune_min_steps" doc:"at least this many steps, however few labels"`
+	FTBatch          int     `toml:"finetune_batch"`
+	FTLR             float64 `toml:"finetune_lr"`
+	FTMinLR          float64 `toml:"finetune_min_lr"`
+	FTWarmupEpochs   float64 `toml:"finetune_warmup_epochs"`
+	FTLayerDecay     float64 `toml:"finetune_layer_decay"`
+	FTWeightDecay    float64 `toml:"finetune_weight_decay"`
+	FTDropPath       float64 `toml:"finetune_drop_path"`
+	FTLabelSmoothing float64 `toml:"finetune_label_smoothing"`
 }
 
 // Protocols lists the protocol names.
-var Protocols = []string{"linear", "knn", "attentive"}
+var Protocols = []string{"linear", "knn", "attentive", "finetune"}
 
 // DefaultConfig is the [eval] default.
 func DefaultConfig() *Config {
 	return &Config{Protocols: []string{"linear", "knn", "attentive"}, Feature: "cls", Batch: 256, LinearL2: 1e-4, LinearMaxIter: 300,
-		KNNK: 20, KNNTemperature: 0.07, AttEpochs: 10, AttLR: 1e-3, AttBatch: 128, AttOptimizer: "adamw", Baselines: true}
+		KNNK: 20, KNNTemperature: 0.07, AttEpochs: 10, AttLR: 1e-3, AttBatch: 128, AttOptimizer: "adamw", Baselines: true,
+		FTLabels: []int{0}, FTEpochs: 30, FTMinSteps: 200, FTBatch: 64, FTLR: 1e-3, FTMinLR: 1e-6, FTWarmupEpochs: 3,
+		FTLayerDecay: 0.65, FTWeightDecay: 0.05, FTDropPath: 0.1, FTLabelSmoothing: 0.1}
 }
 
 // Validate checks the section.
@@ -66,12 +91,24 @@ func (c *Config) Validate() error {
 			ok = ok || p == q
 		}
 		if !ok {
-			return fmt.Errorf("eval.protocols: unknown protocol %q; allowed: linear, knn, attentive", p)
+			return fmt.Errorf("eval.protocols: unknown protocol %q; allowed: %s", p, strings.Join(Protocols, ", "))
+		}
+	}
+	seen := map[int]bool{}
+	for _, n := range c.FTLabels {
+		if n < 0 || seen[n] {
+			return fmt.Errorf("eval.finetune_labels = %v: each entry must be >= 0 (0 = all) and appear once", c.FTLabels)
+		}
+		seen[n] = true
+	}
+	for i, s := range c.AtSteps {
+		if s < 1 || (i > 0 && s <= c.AtSteps[i-1]) {
+			return fmt.Errorf("eval.at_steps = %v: steps must be >= 1 and increasing", c.AtSteps)
 		}
 	}
 	switch {
-	case c.Feature != "cls" && c.Feature != "mean":
-		return fmt.Errorf("eval.feature = %q: allowed values are cls, mean", c.Feature)
+	case c.Feature != "cls" && c.Feature != "mean" && c.Feature != "both":
+		return fmt.Errorf("eval.feature = %q: allowed values are cls, mean, both", c.Feature)
 	case c.Batch < 1:
 		return fmt.Errorf("eval.batch = %d: must be >= 1", c.Batch)
 	case c.LinearL2 < 0:
@@ -86,8 +123,126 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("eval.attentive_epochs/attentive_batch/attentive_lr must be >= 1, >= 2, > 0")
 	case c.AttOptimizer != "adamw" && c.AttOptimizer != "sgd":
 		return fmt.Errorf("eval.attentive_optimizer = %q: allowed values are adamw, sgd", c.AttOptimizer)
+	case c.Every < 0:
+		return fmt.Errorf("eval.every = %d: must be >= 0 (0 = off)", c.Every)
+	case c.FTEpochs < 1 || c.FTMinSteps < 0 || c.FTBatch < 2:
+		return fmt.Errorf("eval.finetune_epochs/finetune_min_steps/finetune_batch must be >= 1, >= 0, >= 2")
+	case c.FTLR <= 0 || c.FTLR > 10 || c.FTMinLR < 0 || c.FTMinLR > c.FTLR:
+		return fmt.Errorf("eval.finetune_lr = %v, finetune_min_lr = %v: need 0 < finetune_lr <= 10 and 0 <= finetune_min_lr <= finetune_lr", c.FTLR, c.FTMinLR)
+	case c.FTWarmupEpochs < 0:
+		return fmt.Errorf("eval.finetune_warmup_epochs = %v: must be >= 0", c.FTWarmupEpochs)
+	case c.FTLayerDecay <= 0 || c.FTLayerDecay > 1:
+		return fmt.Errorf("eval.finetune_layer_decay = %v: must be in (0, 1] (1 = no decay)", c.FTLayerDecay)
+	case c.FTWeightDecay < 0:
+		return fmt.Errorf("eval.finetune_weight_decay = %v: must be >= 0", c.FTWeightDecay)
+	case c.FTDropPath < 0 || c.FTDropPath >= 1:
+		return fmt.Errorf("eval.finetune_drop_path = %v: must be in [0, 1)", c.FTDropPath)
+	case c.FTLabelSmoothing < 0 || c.FTLabelSmoothing >= 1:
+		return fmt.Errorf("eval.finetune_label_smoothing = %v: must be in [0, 1)", c.FTLabelSmoothing)
+	case len(c.FTLabels) == 0 && slices.Contains(c.Protocols, "finetune"):
+		return fmt.Errorf("eval.finetune_labels is empty: give at least one entry (0 = all labels)")
 	}
 	return nil
+}
+
+// Reading is one number the [eval] section asks for: a protocol on a feature (with a labelled-set size for
+// fine-tuning), stored under Name.
+type Reading struct {
+	Protocol string
+	Feature  string // cls or mean ("" for attentive, which reads every token)
+	Labels   int    // finetune: labelled images (0 = all)
+	Name     string // the evals row's protocol: "linear", "finetune_100", "knn_mean", ...
+}
+
+// Readings expands the protocols into the readings they give, in order: one per feature when feature =
+// "both" (the mean reading named with a "_mean" suffix), one per finetune_labels entry ("finetune" for all
+// labels, "finetune_N" for N).
+func (c *Config) Readings() []Reading {
+	feats := []string{c.Feature}
+	if c.Feature == "both" {
+		feats = []string{"cls", "mean"}
+	}
+	var out []Reading
+	for _, p := range c.Protocols {
+		if p == "attentive" {
+			out = append(out, Reading{Protocol: p, Name: p})
+			continue
+		}
+		labels := []int{0}
+		if p == "finetune" {
+			labels = c.FTLabels
+		}
+		for _, n := range labels {
+			for _, f := range feats {
+				name := p
+				if n > 0 {
+					name = fmt.Sprintf("%s_%d", p, n)
+				}
+				if c.Feature == "both" && f == "mean" {
+					name += "_mean"
+				}
+				out = append(out, Reading{Protocol: p, Feature: f, Labels: n, Name: name})
+			}
+		}
+	}
+	return out
+}
+
+// SortReadings orders reading names for columns: by protocol (linear, knn, attentive, finetune, then others
+// by name), then labelled-set size (fewest first, all labels last), then cls before mean.
+func SortReadings(names []string) []string {
+	rank := func(name string) (int, int, int) {
+		base, mean := strings.CutSuffix(name, "_mean")
+		proto, labels := base, 1<<30
+		if p, n, ok := strings.Cut(base, "_"); ok {
+			if x, err := strconv.Atoi(n); err == nil {
+				proto, labels = p, x
+			}
+		}
+		r := slices.Index(Protocols, proto)
+		if r < 0 {
+			r = len(Protocols)
+		}
+		m := 0
+		if mean {
+			m = 1
+		}
+		return r, labels, m
+	}
+	out := slices.Clone(names)
+	slices.SortStableFunc(out, func(a, b string) int {
+		a1, a2, a3 := rank(a)
+		b1, b2, b3 := rank(b)
+		if c := cmp.Compare(a1, b1); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a2, b2); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a3, b3); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return out
+}
+
+// StepsToEvaluate are the pretraining steps below total at which the protocols run (at_steps and every),
+// sorted; the final step is the final evaluation's.
+func (c *Config) StepsToEvaluate(total int) []int {
+	var out []int
+	for _, s := range c.AtSteps {
+		if s < total {
+			out = append(out, s)
+		}
+	}
+	if c.Every > 0 {
+		for s := c.Every; s < total; s += c.Every {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Standardize returns (x - mean) / sqrt(var + 1e-6) with the train statistics (BatchNorm, no affine) for

@@ -1,8 +1,10 @@
 package eval
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"mimlab/nn/nntest"
@@ -109,5 +111,87 @@ func TestSGDAttentive(t *testing.T) {
 	}
 	if a < 0.95 {
 		t.Fatalf("SGD attentive probe: %.3f", a)
+	}
+}
+
+func TestReadings(t *testing.T) {
+	cases := []struct {
+		name      string
+		protocols []string
+		feature   string
+		labels    []int
+		want      []string
+	}{
+		{"cls", []string{"linear", "knn", "attentive"}, "cls", []int{0}, []string{"linear", "knn", "attentive"}},
+		{"mean keeps the plain names", []string{"linear"}, "mean", []int{0}, []string{"linear"}},
+		{"both", []string{"linear", "attentive"}, "both", []int{0}, []string{"linear", "linear_mean", "attentive"}},
+		{"finetune labels", []string{"finetune"}, "cls", []int{100, 0}, []string{"finetune_100", "finetune"}},
+		{"finetune both", []string{"finetune"}, "both", []int{100}, []string{"finetune_100", "finetune_100_mean"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Protocols, cfg.Feature, cfg.FTLabels = c.protocols, c.feature, c.labels
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range cfg.Readings() {
+				got = append(got, r.Name)
+				if r.Protocol == "attentive" && r.Feature != "" || r.Protocol != "attentive" && r.Feature != "cls" && r.Feature != "mean" {
+					t.Errorf("%s: feature %q", r.Name, r.Feature)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Fatalf("readings %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestEvalConfigRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"unknown protocol", func(c *Config) { c.Protocols = []string{"probe"} }, "finetune"},
+		{"steps not increasing", func(c *Config) { c.AtSteps = []int{600, 600} }, "eval.at_steps"},
+		{"step zero", func(c *Config) { c.AtSteps = []int{0} }, "eval.at_steps"},
+		{"negative labels", func(c *Config) { c.FTLabels = []int{-1} }, "eval.finetune_labels"},
+		{"repeated labels", func(c *Config) { c.FTLabels = []int{100, 100} }, "eval.finetune_labels"},
+		{"no labels", func(c *Config) { c.Protocols, c.FTLabels = []string{"finetune"}, nil }, "eval.finetune_labels"},
+		{"layer decay", func(c *Config) { c.FTLayerDecay = 0 }, "eval.finetune_layer_decay"},
+		{"smoothing", func(c *Config) { c.FTLabelSmoothing = 1 }, "eval.finetune_label_smoothing"},
+		{"drop path", func(c *Config) { c.FTDropPath = 1 }, "eval.finetune_drop_path"},
+		{"feature", func(c *Config) { c.Feature = "max" }, "cls, mean, both"},
+		{"every", func(c *Config) { c.Every = -1 }, "eval.every"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			c.edit(cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one naming %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestStepsToEvaluate(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.AtSteps, cfg.Every = []int{5, 600, 2000}, 1000
+	got := fmt.Sprint(cfg.StepsToEvaluate(2000)) // the final step is the final evaluation's
+	if got != "[5 600 1000]" {
+		t.Fatalf("steps %s, want [5 600 1000]", got)
+	}
+}
+
+func TestSortReadings(t *testing.T) {
+	got := SortReadings([]string{"finetune", "knn_mean", "finetune_1000_mean", "attentive", "linear_mean", "finetune_100", "linear", "tokenizer", "finetune_1000"})
+	want := "linear linear_mean knn_mean attentive finetune_100 finetune_1000 finetune_1000_mean finetune tokenizer"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("%v, want %s", got, want)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gomlx/compute/dtypes"
@@ -13,45 +15,60 @@ import (
 	"mimlab/data"
 	"mimlab/eval"
 	"mimlab/framework/runner"
+	"mimlab/framework/store"
 	"mimlab/nn"
 )
 
+// Pooled are a split's features pooled both ways: the cls token after the final LayerNorm, and the mean of
+// the patch tokens.
+type Pooled struct{ Cls, Mean eval.Features }
+
+// Get returns the features of one pooling ("cls" or "mean").
+func (p Pooled) Get(feature string) eval.Features {
+	if feature == "mean" {
+		return p.Mean
+	}
+	return p.Cls
+}
+
 // Extract runs the frozen encoder over a split: it returns the pooled features (cls after the final
-// LayerNorm, or the mean of patch tokens) and, when tokens is true, every output token. Batches are padded
+// LayerNorm, and the mean of patch tokens) and, when tokens is true, every output token. Batches are padded
 // to one size so a single compiled graph serves the split.
-func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.Split, tokens bool) (eval.Features, eval.Tokens, error) {
+func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.Split, tokens bool) (Pooled, eval.Tokens, error) {
 	v := t.Model.ViT
 	bs := t.Cfg.Eval.Batch
 	shp := []shapes.Shape{shapes.Make(dtypes.Float32, bs, v.Channels, v.ImageSize, v.ImageSize)}
-	mean := t.Cfg.Eval.Feature == "mean"
 	prog, err := nn.Compile(t.env.Backend, set, dtypes.Float32, false, shp, func(s nn.Scope, in []*Node) []*Node {
 		z := t.Model.Features(s, in[0]) // [B,1+N,D]
-		var pooled *Node
-		if mean {
-			pooled = ReduceMean(nn.GatherTokens(z, AddScalar(Iota(z.Graph(), shapes.Make(dtypes.Int64, bs, v.NumPatches()), 1), 1)), 1)
-		} else {
-			pooled = Reshape(nn.GatherTokens(z, Zeros(z.Graph(), shapes.Make(dtypes.Int64, bs, 1))), bs, v.Dim)
-		}
+		mean := ReduceMean(nn.GatherTokens(z, AddScalar(Iota(z.Graph(), shapes.Make(dtypes.Int64, bs, v.NumPatches()), 1), 1)), 1)
+		cls := Reshape(nn.GatherTokens(z, Zeros(z.Graph(), shapes.Make(dtypes.Int64, bs, 1))), bs, v.Dim)
 		if tokens {
-			return []*Node{pooled, z}
+			return []*Node{cls, mean, z}
 		}
-		return []*Node{pooled}
+		return []*Node{cls, mean}
 	})
 	if err != nil {
-		return eval.Features{}, eval.Tokens{}, err
+		return Pooled{}, eval.Tokens{}, err
 	}
 	defer prog.Finalize()
 	loader := data.NewLoader(t.Data, split, t.loaderConfig(false), 0)
 	defer loader.Close()
 	nt := v.NumPatches() + 1
-	f := eval.Features{N: split.N, D: v.Dim, Labels: append([]int(nil), split.Labels...), X: make([]float32, 0, split.N*v.Dim)}
+	labels := append([]int(nil), split.Labels...)
+	newF := func() eval.Features {
+		return eval.Features{N: split.N, D: v.Dim, Labels: labels, X: make([]float32, 0, split.N*v.Dim)}
+	}
+	f := Pooled{Cls: newF(), Mean: newF()}
 	var tk eval.Tokens
 	if tokens {
-		tk = eval.Tokens{N: split.N, T: nt, D: v.Dim, Labels: f.Labels, X: make([]float32, 0, split.N*nt*v.Dim)}
+		tk = eval.Tokens{N: split.N, T: nt, D: v.Dim, Labels: labels, X: make([]float32, 0, split.N*nt*v.Dim)}
 	}
 	il := t.Data.ImageLen()
 	for done := 0; done < split.N; {
 		b := loader.Next()
+		if b.Err != nil {
+			return f, tk, b.Err
+		}
 		n := len(b.Labels)
 		img := b.Images
 		if n < bs {
@@ -63,9 +80,10 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 		if err != nil {
 			return f, tk, err
 		}
-		f.X = append(f.X, nn.Float32s(out[0])[:n*v.Dim]...)
+		f.Cls.X = append(f.Cls.X, nn.Float32s(out[0])[:n*v.Dim]...)
+		f.Mean.X = append(f.Mean.X, nn.Float32s(out[1])[:n*v.Dim]...)
 		if tokens {
-			tk.X = append(tk.X, nn.Float32s(out[1])[:n*nt*v.Dim]...)
+			tk.X = append(tk.X, nn.Float32s(out[2])[:n*nt*v.Dim]...)
 		}
 		nn.Free(out...)
 		done += n
@@ -85,53 +103,95 @@ func (t *Trial) rawPixels(split *data.Split) eval.Features {
 	return f
 }
 
-// runProtocols evaluates features with every protocol asked for; report gets each top-1.
-func (t *Trial) runProtocols(ctx context.Context, set *nn.ParamSet, params []*tensors.Tensor, protocols []string, report func(p string, acc float64) error) error {
+// runReadings runs the readings asked for on one set of encoder parameters; report gets each top-1 under
+// the reading's name. alive is called while long protocols (fine-tuning) train.
+func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*tensors.Tensor, readings []eval.Reading, alive func(), report func(name string, acc float64) error) error {
 	ec := t.Cfg.Eval
-	needTokens := false
-	for _, p := range protocols {
-		needTokens = needTokens || p == "attentive"
+	needTokens, needFeatures := false, false
+	for _, r := range readings {
+		needTokens = needTokens || r.Protocol == "attentive"
+		needFeatures = needFeatures || r.Protocol != "finetune"
 	}
-	ftr, ttr, err := t.Extract(set, params, &t.Data.Train, needTokens)
-	if err != nil {
-		return err
+	var ftr, fte Pooled
+	var ttr, tte eval.Tokens
+	if needFeatures {
+		var err error
+		if ftr, ttr, err = t.Extract(set, params, &t.Data.Train, needTokens); err != nil {
+			return err
+		}
+		if fte, tte, err = t.Extract(set, params, &t.Data.Test, needTokens); err != nil {
+			return err
+		}
 	}
-	fte, tte, err := t.Extract(set, params, &t.Data.Test, needTokens)
-	if err != nil {
-		return err
-	}
-	for _, p := range protocols {
+	for _, r := range readings {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		start := time.Now()
 		var acc float64
-		switch p {
+		var err error
+		switch r.Protocol {
 		case "linear":
-			acc, err = eval.Linear(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
+			acc, err = eval.Linear(ftr.Get(r.Feature), fte.Get(r.Feature), ec.LinearL2, ec.LinearMaxIter)
 		case "knn":
-			acc, err = eval.KNN(ftr, fte, ec.KNNK, ec.KNNTemperature)
+			acc, err = eval.KNN(ftr.Get(r.Feature), fte.Get(r.Feature), ec.KNNK, ec.KNNTemperature)
 		case "attentive":
 			acc, err = eval.Attentive(t.env.Backend, ttr, tte, eval.AttentiveConfig{Heads: t.Model.ViT.Heads, Epochs: ec.AttEpochs, LR: ec.AttLR,
 				Batch: ec.AttBatch, Optimizer: ec.AttOptimizer, WD: ec.AttWD, Seed: t.Cfg.Train.Seed})
+		case "finetune":
+			acc, err = t.Finetune(ctx, set, params, r.Feature, r.Labels, alive)
 		}
 		if err != nil {
-			return fmt.Errorf("eval %s: %w", p, err)
+			return fmt.Errorf("eval %s: %w", r.Name, err)
 		}
-		fmt.Fprintf(t.env.Log, "  %s: top-1 %.4f (%.1fs)\n", p, acc, time.Since(start).Seconds())
-		if err := report(p, acc); err != nil {
+		fmt.Fprintf(t.env.Log, "  %s: top-1 %.4f (%.1fs)\n", r.Name, acc, time.Since(start).Seconds())
+		if err := report(r.Name, acc); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// baselineEval is the part of [eval] a reference row depends on, with the field names and order eval.Config
+// had before fine-tuning and probes along training existed, so those reference rows keep their keys.
+type baselineEval struct {
+	Protocols      []string
+	Feature        string
+	Batch          int
+	LinearL2       float64
+	LinearMaxIter  int
+	KNNK           int
+	KNNTemperature float64
+	AttEpochs      int
+	AttLR          float64
+	AttBatch       int
+	AttOptimizer   string
+	AttWD          float64
+	Baselines      bool
+}
+
+// finetuneEval are the keys a fine-tuning reference row (training from scratch) also depends on.
+type finetuneEval struct {
+	baselineEval
+	FTEpochs, FTMinSteps, FTBatch                                         int
+	FTLR, FTMinLR, FTWarmupEpochs, FTLayerDecay, FTWeightDecay, FTDropPath float64
+	FTLabelSmoothing                                                       float64
+}
+
 // BaselineKeys identify the reference rows a trial is read against: raw pixels of its data, and its encoder
-// architecture at random initialisation on its data with its eval settings.
+// architecture at random initialisation on its data with its eval settings (the steps it is read at and the
+// protocol list left out; the fine-tuning keys only when it fine-tunes).
 func (t *Trial) BaselineKeys() (raw, random string) {
-	ev := *t.Cfg.Eval
-	ev.Protocols, ev.Baselines = nil, false
-	e, _ := json.Marshal(ev)
+	ec := t.Cfg.Eval
+	b := baselineEval{Feature: ec.Feature, Batch: ec.Batch, LinearL2: ec.LinearL2, LinearMaxIter: ec.LinearMaxIter, KNNK: ec.KNNK,
+		KNNTemperature: ec.KNNTemperature, AttEpochs: ec.AttEpochs, AttLR: ec.AttLR, AttBatch: ec.AttBatch, AttOptimizer: ec.AttOptimizer, AttWD: ec.AttWD}
+	var e []byte
+	if slices.Contains(ec.Protocols, "finetune") {
+		e, _ = json.Marshal(finetuneEval{b, ec.FTEpochs, ec.FTMinSteps, ec.FTBatch, ec.FTLR, ec.FTMinLR, ec.FTWarmupEpochs, ec.FTLayerDecay,
+			ec.FTWeightDecay, ec.FTDropPath, ec.FTLabelSmoothing})
+	} else {
+		e, _ = json.Marshal(b)
+	}
 	a, _ := json.Marshal(struct {
 		Enc  any
 		Eval string
@@ -139,40 +199,82 @@ func (t *Trial) BaselineKeys() (raw, random string) {
 	return "raw_pixels|" + DataKey(t.Cfg.Data) + "|" + string(e), "random_init|" + DataKey(t.Cfg.Data) + "|" + string(a)
 }
 
-// Evaluate runs the [eval] protocols on the trained encoder, and the reference rows once per key.
+// Evaluate runs the [eval] readings on the trained encoder (the final evaluation), and the reference rows
+// once per key.
 func (t *Trial) Evaluate(ctx context.Context, trialID int64, set *nn.ParamSet, params []*tensors.Tensor, rec runner.Recorder) error {
+	return t.evaluate(ctx, trialID, store.Final, set, params, rec)
+}
+
+// evaluate runs the readings at a pretraining step (store.Final for the final evaluation), skipping those
+// already stored (a resumed trial keeps what it evaluated), then the reference rows it lacks.
+func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.ParamSet, params []*tensors.Tensor, rec runner.Recorder) error {
 	ec := t.Cfg.Eval
 	if len(ec.Protocols) == 0 {
 		return nil
 	}
-	fmt.Fprintf(t.env.Log, "trial %d: evaluating the frozen encoder (%v)\n", trialID, ec.Protocols)
-	if err := t.runProtocols(ctx, set, params, ec.Protocols, func(p string, acc float64) error { return rec.Eval(p, "top1", acc) }); err != nil {
-		return err
+	s := rec.Store()
+	var done map[string]map[string]float64
+	if step == store.Final {
+		d, err := s.Evals(trialID)
+		if err != nil {
+			return err
+		}
+		done = d
+	} else {
+		d, err := s.EvalsAlong(trialID)
+		if err != nil {
+			return err
+		}
+		done = d[step]
+	}
+	var todo []eval.Reading
+	for _, r := range ec.Readings() {
+		if _, ok := done[r.Name]["top1"]; !ok {
+			todo = append(todo, r)
+		}
+	}
+	alive := func() { rec.Progress(max(step, 0)) }
+	if step != store.Final {
+		alive = func() { rec.Progress(step) }
+	}
+	if len(todo) > 0 {
+		at := "the trained encoder"
+		if step != store.Final {
+			at = fmt.Sprintf("the encoder at step %d", step)
+		}
+		fmt.Fprintf(t.env.Log, "trial %d: evaluating %s (%s)\n", trialID, at, readingNames(todo))
+		if err := t.runReadings(ctx, set, params, todo, alive, func(name string, acc float64) error {
+			if step == store.Final {
+				return rec.Eval(name, "top1", acc)
+			}
+			return rec.EvalAt(step, name, "top1", acc)
+		}); err != nil {
+			return err
+		}
 	}
 	if !ec.Baselines {
 		return nil
 	}
-	s := rec.Store()
 	rawKey, randKey := t.BaselineKeys()
 	arch := fmt.Sprintf("vit d%d x%d h%d p%d", t.Model.ViT.Dim, t.Model.ViT.Depth, t.Model.ViT.Heads, t.Model.ViT.PatchSize)
-	var rawTodo, randTodo []string
-	for _, p := range ec.Protocols {
-		if p != "attentive" {
-			if _, ok, _ := s.Baseline(rawKey, p, "top1"); !ok {
-				rawTodo = append(rawTodo, p)
+	var rawTodo, randTodo []eval.Reading
+	for _, r := range ec.Readings() {
+		if r.Protocol == "linear" || r.Protocol == "knn" {
+			if _, ok, _ := s.Baseline(rawKey, r.Name, "top1"); !ok {
+				rawTodo = append(rawTodo, r)
 			}
 		}
-		if _, ok, _ := s.Baseline(randKey, p, "top1"); !ok {
-			randTodo = append(randTodo, p)
+		if _, ok, _ := s.Baseline(randKey, r.Name, "top1"); !ok {
+			randTodo = append(randTodo, r)
 		}
 	}
 	if len(rawTodo) > 0 {
-		fmt.Fprintf(t.env.Log, "reference: raw pixels (%v)\n", rawTodo)
+		fmt.Fprintf(t.env.Log, "reference: raw pixels (%s)\n", readingNames(rawTodo))
 		ftr, fte := t.rawPixels(&t.Data.Train), t.rawPixels(&t.Data.Test)
-		for _, p := range rawTodo {
+		for _, r := range rawTodo {
 			var acc float64
 			var err error
-			if p == "linear" {
+			if r.Protocol == "linear" {
 				acc, err = eval.Linear(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
 			} else {
 				acc, err = eval.KNN(ftr, fte, ec.KNNK, ec.KNNTemperature)
@@ -180,23 +282,31 @@ func (t *Trial) Evaluate(ctx context.Context, trialID int64, set *nn.ParamSet, p
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(t.env.Log, "  raw pixels %s: top-1 %.4f\n", p, acc)
-			if err := s.SetBaseline(rawKey, t.Cfg.Data.Name, "raw_pixels", p, "top1", acc); err != nil {
+			fmt.Fprintf(t.env.Log, "  raw pixels %s: top-1 %.4f\n", r.Name, acc)
+			if err := s.SetBaseline(rawKey, t.Cfg.Data.Name, "raw_pixels", r.Name, "top1", acc); err != nil {
 				return err
 			}
 		}
 	}
 	if len(randTodo) > 0 {
-		fmt.Fprintf(t.env.Log, "reference: %s at random initialisation (%v)\n", arch, randTodo)
+		fmt.Fprintf(t.env.Log, "reference: %s at random initialisation (%s)\n", arch, readingNames(randTodo))
 		rp := set.InitParams(dtypes.Float32, 0)
 		defer nn.Free(rp...)
-		if err := t.runProtocols(ctx, set, rp, randTodo, func(p string, acc float64) error {
-			return s.SetBaseline(randKey, t.Cfg.Data.Name, arch+" random init", p, "top1", acc)
+		if err := t.runReadings(ctx, set, rp, randTodo, alive, func(name string, acc float64) error {
+			return s.SetBaseline(randKey, t.Cfg.Data.Name, arch+" random init", name, "top1", acc)
 		}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func readingNames(rs []eval.Reading) string {
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = r.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // LoadTrained returns the parameters of a finished (or interrupted) trial from its checkpoint.

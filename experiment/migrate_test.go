@@ -80,7 +80,7 @@ func TestLegacyDatabaseMigrates(t *testing.T) {
 			t.Errorf("trial %d: name %q state %s; planned as %q", tr.ID, tr.Name, tr.State, label)
 		}
 		var legacy string
-		if err := st.DB.QueryRow(`SELECT legacy_hash FROM trials WHERE id = ?`, tr.ID).Scan(&legacy); err != nil || legacy != before[i].Hash {
+		if err := st.Raw().QueryRow(`SELECT legacy_hash FROM trials WHERE id = ?`, tr.ID).Scan(&legacy); err != nil || legacy != before[i].Hash {
 			t.Errorf("trial %d: legacy_hash %q (%v), want %q", tr.ID, legacy, err, before[i].Hash)
 		}
 		if tr.Point == "" || tr.Point == "{}" {
@@ -97,7 +97,7 @@ func TestLegacyDatabaseMigrates(t *testing.T) {
 		t.Fatalf("resuming the legacy sweeps ran trials again: %+v", res)
 	}
 	n := 0
-	if err := st.DB.QueryRow(`SELECT COUNT(*) FROM trials`).Scan(&n); err != nil || n != 8 {
+	if err := st.Raw().QueryRow(`SELECT COUNT(*) FROM trials`).Scan(&n); err != nil || n != 8 {
 		t.Fatalf("%d trials after resuming (%v), want 8", n, err)
 	}
 	st.Close()

@@ -511,10 +511,15 @@ func ExportTrial(env *Env, tr *store.Trial, x Export) (string, error) {
 	if x.Features == "test" {
 		split = &t.Data.Test
 	}
-	f, _, err := t.Extract(set, params, split, false)
+	pooled, _, err := t.Extract(set, params, split, false)
 	if err != nil {
 		return "", err
 	}
+	feature := t.Cfg.Eval.Feature
+	if feature == "both" {
+		feature = "cls" // one file holds one pooling; set eval.feature to choose
+	}
+	f := pooled.Get(feature)
 	if err := npy.WriteFloat32(x.Out, f.X, f.N, f.D); err != nil {
 		return "", err
 	}
@@ -526,7 +531,7 @@ func ExportTrial(env *Env, tr *store.Trial, x Export) (string, error) {
 	if err := npy.WriteInt64(lp, labels, f.N); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("wrote %s (%d x %d %s features, %s) and %s", x.Out, f.N, f.D, x.Features, t.Cfg.Eval.Feature, lp), nil
+	return fmt.Sprintf("wrote %s (%d x %d %s features, %s) and %s", x.Out, f.N, f.D, x.Features, feature, lp), nil
 }
 
 // Component is one registered implementation as `sweep list` shows it.

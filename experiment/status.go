@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"mimlab/eval"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
@@ -17,6 +18,8 @@ type TrialStatus struct {
 	Has   bool                          // a loss was logged
 	Top1  map[string]float64            // protocol -> top-1 accuracy
 	Evals map[string]map[string]float64 // everything evaluated
+	// AlongSteps are the pretraining steps it was evaluated at along training (eval.at_steps), sorted.
+	AlongSteps []int
 }
 
 // Reference is one reference row (raw pixels or a random-init encoder on the same splits).
@@ -30,6 +33,25 @@ type StatusReport struct {
 	Trials     []TrialStatus
 	Counts     map[string]int
 	References []Reference
+}
+
+// Readings are the reading names (linear, knn_mean, finetune_100, ...) any trial has a top-1 for, in column
+// order; linear, knn and attentive when none has any yet.
+func (r *StatusReport) Readings() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range r.Trials {
+		for p := range t.Top1 {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return []string{"linear", "knn", "attentive"}
+	}
+	return eval.SortReadings(out)
 }
 
 // Summary is "N trials: a done, b pending, ...".
@@ -62,7 +84,15 @@ func Status(st *store.Store, sweep string) (*StatusReport, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: trial %d: %w", st.Path, t.ID, err)
 		}
+		along, err := st.EvalsAlong(t.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%s: trial %d: %w", st.Path, t.ID, err)
+		}
 		ts := TrialStatus{Trial: t, Step: max(step, t.Step), Evals: ev, Top1: map[string]float64{}}
+		for s := range along {
+			ts.AlongSteps = append(ts.AlongSteps, s)
+		}
+		sort.Ints(ts.AlongSteps)
 		ts.Loss, ts.Has = last["loss"]
 		for p, m := range ev {
 			if v, ok := m["top1"]; ok {
@@ -71,7 +101,7 @@ func Status(st *store.Store, sweep string) (*StatusReport, error) {
 		}
 		r.Trials = append(r.Trials, ts)
 	}
-	rows, err := st.DB.Query(`SELECT dataset, arch, protocol, value FROM baselines WHERE metric = 'top1' ORDER BY dataset, arch, protocol`)
+	rows, err := st.Query(`SELECT dataset, arch, protocol, value FROM baselines WHERE metric = 'top1' ORDER BY dataset, arch, protocol`)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reference rows: %w", st.Path, err)
 	}

@@ -392,6 +392,23 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 		}
 		return rec.Artifact("checkpoint", t.checkpointPath())
 	}
+	// Probes along training: each step of eval.at_steps / eval.every is checkpointed and evaluated before
+	// training goes on, so a resumed trial finds every earlier step evaluated and the current one checkpointed.
+	evalAt := map[int]bool{}
+	for _, s := range t.Cfg.Eval.StepsToEvaluate(total) {
+		evalAt[s] = true
+	}
+	evaluateAt := func(step int) error {
+		if err := t.evaluate(ctx, st.ID, step, tr.Set, tr.Params, rec); err != nil {
+			return fmt.Errorf("evaluating at step %d: %w", step, err)
+		}
+		return nil
+	}
+	if evalAt[tr.Step] {
+		if err := evaluateAt(tr.Step); err != nil {
+			return err
+		}
+	}
 	start, lastPrint := time.Now(), time.Now()
 	startStep := tr.Step
 	bs := t.Cfg.Data.BatchSize
@@ -426,10 +443,16 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 				pending = append(pending, store.Metric{Step: step, Name: n, Value: met[i]})
 			}
 		}
-		if tc.CheckpointEvery > 0 && step%tc.CheckpointEvery == 0 && step < total {
+		if (tc.CheckpointEvery > 0 && step%tc.CheckpointEvery == 0 || evalAt[step]) && step < total {
 			if err := checkpoint(); err != nil {
 				return err
 			}
+		}
+		if evalAt[step] {
+			if err := evaluateAt(step); err != nil {
+				return err
+			}
+			start, startStep = time.Now(), step // images/s and the ETA count training only
 		}
 		if p := t.env.Progress; p != nil {
 			p.Step(st.ID, st.Name, step, total, loss, float64((step-startStep)*bs)/time.Since(start).Seconds())

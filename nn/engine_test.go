@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -163,8 +164,15 @@ func TestNoDecayGroups(t *testing.T) {
 	}
 }
 
-// AdamW in the graph matches a host implementation of PyTorch's formula on a quadratic, clipping included.
+// AdamW in the graph matches a host implementation of PyTorch's formula on a quadratic, clipping included,
+// with and without per-parameter learning-rate scales (layer-wise decay: lr and decoupled decay both scale).
 func TestAdamWMatchesReference(t *testing.T) {
+	for _, sc := range [][]float64{nil, {0.25, 1}, {1, 0.65}} {
+		t.Run(fmt.Sprint(sc), func(t *testing.T) { testAdamW(t, sc) })
+	}
+}
+
+func testAdamW(t *testing.T, lrScale []float64) {
 	be := goBackend(t)
 	x := tensors.FromFlatDataAndDimensions([]float64{1, -2, 3, 0.5}, 4)
 	loss := func(s Scope, d []*Node) (*Node, []*Node) {
@@ -177,6 +185,13 @@ func TestAdamWMatchesReference(t *testing.T) {
 	tr, err := NewTrainer(be, dtypes.Float64, loss, []shapes.Shape{x.Shape()}, opt, 1)
 	if err != nil {
 		t.Fatal(err)
+	}
+	tr.LRScale = lrScale
+	scaleOf := func(i int) float64 {
+		if lrScale == nil {
+			return 1
+		}
+		return lrScale[i]
 	}
 	// Host reference.
 	xs := []float64{1, -2, 3, 0.5}
@@ -203,7 +218,8 @@ func TestAdamWMatchesReference(t *testing.T) {
 			norm += g * g
 		}
 		scale := math.Min(1, opt.Clip/(math.Sqrt(norm)+1e-6))
-		upd := func(p, g, m, v []float64, decay bool) {
+		upd := func(p, g, m, v []float64, decay bool, ls float64) {
+			lr := lr * ls
 			for i := range p {
 				gi := g[i] * scale
 				if decay {
@@ -216,8 +232,8 @@ func TestAdamWMatchesReference(t *testing.T) {
 				p[i] -= lr * mh / (math.Sqrt(vh) + 1e-8)
 			}
 		}
-		upd(w, gw, mw, vw, true)
-		upd(b, gb, mb, vb, false)
+		upd(w, gw, mw, vw, true, scaleOf(0))
+		upd(b, gb, mb, vb, false, scaleOf(1))
 	}
 	gotW, gotB := Float64s(tr.Params[0]), Float64s(tr.Params[1])
 	for i := range w {

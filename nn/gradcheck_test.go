@@ -103,6 +103,10 @@ func TestGradientsFiniteDifference(t *testing.T) {
 			logits := GatherTokens(d[0], perSampleConst(s, B, N/2+1))
 			return SoftmaxCrossEntropy(logits, lab)
 		}},
+		{"smoothed_cross_entropy", []*tensors.Tensor{randT(r, B, N, 7), perSampleIdx(r, B, 7, N/2+1)}, func(s Scope, d []*Node) *Node {
+			logits := GatherTokens(d[0], perSampleConst(s, B, N/2+1))
+			return SmoothedCrossEntropy(logits, d[1], 0.1)
+		}},
 		{"mse", []*tensors.Tensor{randT(r, B, N, D), randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
 			return MSE(d[0], d[1])
 		}},

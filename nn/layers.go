@@ -265,6 +265,20 @@ func SoftmaxCrossEntropy(logits, labels *Node) *Node {
 	return Neg(ReduceAllMean(ReduceSum(Mul(lsm, oh), logits.Rank()-1)))
 }
 
+// SmoothedCrossEntropy is the cross-entropy against labels smoothed by eps (timm's LabelSmoothingCrossEntropy):
+// (1-eps) * CE(one-hot) + eps * mean over classes of -log softmax, averaged over the batch.
+func SmoothedCrossEntropy(logits, labels *Node, eps float64) *Node {
+	if eps == 0 {
+		return SoftmaxCrossEntropy(logits, labels)
+	}
+	ax := logits.Rank() - 1
+	lsm := LogSoftmax(logits, ax)
+	oh := OneHot(labels, logits.Shape().Dimensions[ax], logits.DType())
+	nll := Neg(ReduceSum(Mul(lsm, oh), ax))
+	smooth := Neg(ReduceMean(lsm, ax))
+	return ReduceAllMean(Add(MulScalar(nll, 1-eps), MulScalar(smooth, eps)))
+}
+
 // Accuracy is the fraction of positions whose argmax equals the label.
 func Accuracy(logits, labels *Node) *Node {
 	pred := ArgMax(logits, logits.Rank()-1, dtypes.Int64)

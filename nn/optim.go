@@ -59,6 +59,9 @@ type Trainer struct {
 	M, V    []*tensors.Tensor
 	Step    int // number of steps taken
 	Seed    uint64
+	// LRScale, when set before the first step, multiplies each parameter's learning rate (and so its decoupled
+	// weight decay) by its own factor: BEiT/CAE fine-tuning's layer-wise decay. nil = 1 for every parameter.
+	LRScale []float64
 	backend compute.Backend
 	dtype   dtypes.DType
 	loss    LossFn
@@ -144,6 +147,10 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 		outV := make([]*Node, np)
 		for i, p := range params {
 			g := Mul(grads[i], scale)
+			lr := lr
+			if t.LRScale != nil && t.LRScale[i] != 1 {
+				lr = MulScalar(lr, t.LRScale[i])
+			}
 			if opt.SGD {
 				if opt.WeightDecay > 0 && !noDecay[i] {
 					g = Add(g, MulScalar(p, opt.WeightDecay))

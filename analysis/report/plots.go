@@ -15,6 +15,7 @@ import (
 type curve struct {
 	name         string
 	x, mean, std []float64
+	dashed       bool // a reference line
 }
 
 type barGroup struct {
@@ -55,6 +56,10 @@ func lineChart(path, title, xl, yl string, cs []curve) error {
 		}
 		l.Color = col
 		l.Width = vg.Points(1.5)
+		if c.dashed {
+			l.Color = color.Gray{Y: uint8(60 + 60*(i%3))}
+			l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		}
 		p.Add(l)
 		p.Legend.Add(c.name, l)
 	}

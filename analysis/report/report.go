@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -50,7 +51,7 @@ func State(db string) (string, error) {
 	defer st.Close()
 	var n int
 	var last sql.NullFloat64
-	if err := st.DB.QueryRow(`SELECT COUNT(*), MAX(finished_at) FROM trials WHERE state = 'done'`).Scan(&n, &last); err != nil {
+	if err := st.Scan(`SELECT COUNT(*), MAX(finished_at) FROM trials WHERE state = 'done'`, nil, &n, &last); err != nil {
 		return "", fmt.Errorf("%s: %w", db, err)
 	}
 	return fmt.Sprintf("%d/%v", n, last.Float64), nil
@@ -197,12 +198,7 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		c := configOf(t)
-		if sweep != "" && !strings.Contains(sweep, ",") { // one sweep: its name adds nothing to the labels
-			if s, ok := strings.CutPrefix(c, sweep+"["); ok {
-				c = strings.TrimSuffix(s, "]")
-			}
-		}
+		c := labeler(sweep)(t)
 		trials = append(trials, trialInfo{Trial: t, Config: c, Point: pointOf(t), Evals: ev})
 	}
 	// Never pool different configurations as seeds: a label shared by trials whose specs differ (a spec
@@ -221,7 +217,7 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 		}
 	}
 	if len(trials) == 0 {
-		return nil, nil, nil, fmt.Errorf("%s has no finished trials%s", st.Path, map[bool]string{true: " in sweep " + sweep, false: ""}[sweep != ""])
+		return nil, nil, nil, fmt.Errorf("%s has no finished trials%s: %w", st.Path, map[bool]string{true: " in sweep " + sweep, false: ""}[sweep != ""], errNoFinished)
 	}
 	var configs []string
 	byConfig := map[string][]trialInfo{}
@@ -232,6 +228,23 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 		byConfig[t.Config] = append(byConfig[t.Config], t)
 	}
 	return trials, configs, byConfig, nil
+}
+
+// errNoFinished: a sweep has no done trial yet (its probes along training may still be reported).
+var errNoFinished = errors.New("nothing to report yet")
+
+// labeler names a trial's configuration in a report of sweep: its label without the seed, without the
+// sweep's name when the report is of one sweep.
+func labeler(sweep string) func(store.Trial) string {
+	return func(t store.Trial) string {
+		c := configOf(t)
+		if sweep != "" && !strings.Contains(sweep, ",") { // one sweep: its name adds nothing to the labels
+			if s, ok := strings.CutPrefix(c, sweep+"["); ok {
+				c = strings.TrimSuffix(s, "]")
+			}
+		}
+		return c
+	}
 }
 
 // Generate writes the report.
@@ -245,11 +258,21 @@ func Generate(opt Options) error {
 	}
 	defer st.Close()
 	trials, configs, byConfig, err := load(st, opt.Sweep)
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(filepath.Join(opt.Out, "figs"), 0o755); err != nil {
 		return err
+	}
+	along, alongErr := alongSection(st, opt.Sweep, labeler(opt.Sweep), opt.Out)
+	if alongErr != nil {
+		return alongErr
+	}
+	if err != nil {
+		if !errors.Is(err, errNoFinished) || along == nil {
+			return err
+		}
+		// only probes along training so far (a long sweep still running)
+		p := &page{title: "mimlab report", db: opt.DB, refresh: opt.Refresh}
+		p.add(along)
+		return p.write(filepath.Join(opt.Out, "index.html"))
 	}
 	p := &page{title: "mimlab report", db: opt.DB, refresh: opt.Refresh}
 	step := 0
@@ -264,6 +287,9 @@ func Generate(opt Options) error {
 		return err
 	}
 	p.add(probes)
+	if along != nil {
+		p.add(along)
+	}
 	progress("training curves")
 	curves, err := curveSection(st, configs, byConfig, opt.Out)
 	if err != nil {
@@ -296,7 +322,13 @@ func Generate(opt Options) error {
 // probeSection: the table of every probe number (mean ± std over seeds) beside the reference rows, the
 // pairwise differences, and (out not empty) a bar chart with error bars.
 func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, out string) (*section, error) {
-	protocols := []string{"linear", "knn", "attentive"}
+	var evs []map[string]map[string]float64
+	for _, c := range configs {
+		for _, t := range by[c] {
+			evs = append(evs, t.Evals)
+		}
+	}
+	protocols := readingsOf(evs...)
 	sec := &section{title: "Probe accuracies (top-1 on the test split)", text: "Mean ± standard deviation over seeds (n = number of seeds). " +
 		"The reference rows are computed on the same splits: raw pixels, and the same encoder architecture at random initialisation."}
 	tab := table{head: append([]string{"configuration"}, protocols...)}
@@ -312,7 +344,7 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 		tab.rows = append(tab.rows, row)
 		bars = append(bars, g)
 	}
-	rows, err := st.DB.Query(`SELECT DISTINCT dataset, arch FROM baselines ORDER BY dataset, arch`)
+	rows, err := st.Query(`SELECT DISTINCT dataset, arch FROM baselines ORDER BY dataset, arch`)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +369,7 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 		g := barGroup{name: r.a}
 		for _, p := range protocols {
 			var v []float64
-			rs, err := st.DB.Query(`SELECT value FROM baselines WHERE dataset = ? AND arch = ? AND protocol = ? AND metric = 'top1'`, r.d, r.a, p)
+			rs, err := st.Query(`SELECT value FROM baselines WHERE dataset = ? AND arch = ? AND protocol = ? AND metric = 'top1'`, r.d, r.a, p)
 			if err != nil {
 				return nil, err
 			}
@@ -441,14 +473,19 @@ func axisSection(trials []trialInfo, out string) *section {
 	sort.Strings(names)
 	for i, k := range names {
 		var series []curve
-		tab := table{head: []string{k, "linear", "knn", "attentive"}}
+		var evs []map[string]map[string]float64
+		for _, t := range trials {
+			evs = append(evs, t.Evals)
+		}
+		readings := readingsOf(evs...)
+		tab := table{head: append([]string{k}, readings...)}
 		var xs []float64
 		for v := range keys[k] {
 			xs = append(xs, v)
 		}
 		sort.Float64s(xs)
 		rowsBy := map[float64][]string{}
-		for _, p := range []string{"linear", "knn", "attentive"} {
+		for _, p := range readings {
 			cv := curve{name: p}
 			for _, x := range xs {
 				var v []float64

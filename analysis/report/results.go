@@ -1,6 +1,7 @@
 package report
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -25,16 +26,26 @@ var blockRE = regexp.MustCompile(`(?s)(<!-- mimlab:tables sweep=([^ ]+) -->\n)(.
 // SweepTables renders a sweep's tables (or several sweeps', comma-separated: then without the axis tables)
 // as Markdown, without figures.
 func SweepTables(st *store.Store, sweep string) (string, error) {
+	along, err := alongSection(st, sweep, labeler(sweep), "")
+	if err != nil {
+		return "", err
+	}
 	trials, configs, by, err := load(st, sweep)
-	if err != nil {
+	var secs []*section
+	switch {
+	case err == nil:
+		probes, err := probeSection(st, configs, by, "")
+		if err != nil {
+			return "", err
+		}
+		secs = append(secs, probes)
+	case !errors.Is(err, errNoFinished) || along == nil:
 		return "", err
 	}
-	probes, err := probeSection(st, configs, by, "")
-	if err != nil {
-		return "", err
+	if along != nil {
+		secs = append(secs, along)
 	}
-	secs := []*section{probes}
-	if !strings.Contains(sweep, ",") { // an axis pooled over several sweeps would mix their other settings
+	if len(trials) > 0 && !strings.Contains(sweep, ",") { // an axis pooled over several sweeps would mix their other settings
 		if axes := axisSection(trials, ""); axes != nil {
 			secs = append(secs, axes)
 		}

@@ -61,7 +61,7 @@ func TestWatchRerendersWhenATrialFinishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB.Exec(`UPDATE trials SET finished_at = finished_at + 1 WHERE id = (SELECT MAX(id) FROM trials)`); err != nil {
+	if _, err := st.Raw().Exec(`UPDATE trials SET finished_at = finished_at + 1 WHERE id = (SELECT MAX(id) FROM trials)`); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -342,20 +342,29 @@ func cmdStatus(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-4s %-8s %-7s %-9s %-9s %-8s %-8s %-9s %s\n", "id", "state", "step", "loss", "linear", "knn", "attent.", "hash", "name")
+	readings := r.Readings()
+	head := fmt.Sprintf("%-4s %-8s %-7s %-9s", "id", "state", "step", "loss")
+	for _, p := range readings {
+		head += fmt.Sprintf(" %-*s", colWidth(p), p)
+	}
+	fmt.Printf("%s %-9s %s\n", head, "hash", "name")
 	for _, t := range r.Trials {
-		f := func(p string) string {
-			if v, ok := t.Top1[p]; ok {
-				return fmt.Sprintf("%.4f", v)
-			}
-			return "-"
-		}
 		loss := "-"
 		if t.Has {
 			loss = fmt.Sprintf("%.4f", t.Loss)
 		}
-		fmt.Printf("%-4d %-8s %-7d %-9s %-9s %-8s %-8s %-9s %s\n", t.ID, t.State, t.Step, loss, f("linear"), f("knn"), f("attentive"),
-			experiment.Printable(t.Hash[:min(8, len(t.Hash))]), experiment.Printable(t.Name))
+		line := fmt.Sprintf("%-4d %-8s %-7d %-9s", t.ID, t.State, t.Step, loss)
+		for _, p := range readings {
+			v := "-"
+			if x, ok := t.Top1[p]; ok {
+				v = fmt.Sprintf("%.4f", x)
+			}
+			line += fmt.Sprintf(" %-*s", colWidth(p), v)
+		}
+		fmt.Printf("%s %-9s %s\n", line, experiment.Printable(t.Hash[:min(8, len(t.Hash))]), experiment.Printable(t.Name))
+		if len(t.AlongSteps) > 0 {
+			fmt.Printf("     probed along training at steps %v\n", t.AlongSteps)
+		}
 		if t.State == store.Failed && t.Error != "" {
 			fmt.Printf("     error: %s\n", experiment.Printable(t.Error))
 		}
@@ -364,11 +373,14 @@ func cmdStatus(args []string) error {
 	if len(r.References) > 0 {
 		fmt.Println("reference rows (same splits):")
 		for _, ref := range r.References {
-			fmt.Printf("  %-14s %-32s %-10s %.4f\n", ref.Dataset, ref.Arch, ref.Protocol, ref.Value)
+			fmt.Printf("  %-14s %-32s %-18s %.4f\n", ref.Dataset, ref.Arch, ref.Protocol, ref.Value)
 		}
 	}
 	return nil
 }
+
+// colWidth is a reading column's width: its name, at least a number's.
+func colWidth(name string) int { return max(len(name), 8) }
 
 // exportTable writes one table of the results database as CSV or Parquet (to stdout without -o).
 func exportTable(db, table, format, out string) error {
@@ -393,7 +405,7 @@ func exportTable(db, table, format, out string) error {
 		defer os.Remove(f.Name())
 		w = f
 	}
-	n, err := export.Table(st.DB, table, format, w)
+	n, err := export.Table(st, table, format, w)
 	if err != nil {
 		return fmt.Errorf("exporting %s from %s: %w", table, db, err)
 	}

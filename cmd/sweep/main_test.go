@@ -156,7 +156,7 @@ func openDB(t *testing.T, path string) *sql.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s.DB
+	return s.Raw()
 }
 
 // A run killed with SIGKILL part way is finished by a second run: every trial done exactly once, the

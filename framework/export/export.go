@@ -1,7 +1,7 @@
 // Package export writes tables of a results database (see framework/store) as files that researchers'
 // tools read directly: CSV for spreadsheets, R and pandas, Parquet for pandas/pyarrow, polars, DuckDB and
 // Spark. Columns are discovered at run time (a column added to a table by a later migration is exported
-// without a change here) and mapped by their declared SQLite type: INTEGER -> int64, REAL -> double, TEXT
+// without a change here) and mapped by their declared type: INTEGER -> int64, REAL -> double, TEXT
 // (and anything else) -> string; NULL is an empty CSV cell and a Parquet null (every column is optional).
 // Rows come out ordered by the table's primary key, so exporting the same database twice gives the same
 // file.
@@ -61,19 +61,20 @@ func affinity(decl string) kind {
 
 func quote(ident string) string { return `"` + strings.ReplaceAll(ident, `"`, `""`) + `"` }
 
+// Querier runs a query: a *store.Store (SQLite or PostgreSQL) or a *sql.DB.
+type Querier interface {
+	Query(q string, args ...any) (*sql.Rows, error)
+}
+
 // Table writes one table of a results database to w: "trials", "metrics" or "evals"; format "csv" or "parquet".
-func Table(db *sql.DB, table, format string, w io.Writer) (rows int, err error) {
+func Table(db Querier, table, format string, w io.Writer) (rows int, err error) {
 	if !slices.Contains(Tables, table) {
 		return 0, fmt.Errorf("export: unknown table %q (want one of %s)", table, strings.Join(Tables, ", "))
 	}
 	if !slices.Contains(Formats, format) {
 		return 0, fmt.Errorf("export: unknown format %q (want one of %s)", format, strings.Join(Formats, ", "))
 	}
-	order, err := primaryKey(db, table)
-	if err != nil {
-		return 0, err
-	}
-	rs, err := db.Query(`SELECT * FROM ` + quote(table) + ` ORDER BY ` + order)
+	rs, err := db.Query(`SELECT * FROM ` + quote(table) + ` ORDER BY ` + primaryKey(table))
 	if err != nil {
 		return 0, fmt.Errorf("export %s: %w", table, err)
 	}
@@ -121,29 +122,15 @@ func Table(db *sql.DB, table, format string, w io.Writer) (rows int, err error) 
 	return rows, out.close()
 }
 
-// primaryKey returns the ORDER BY clause for the table: its primary key columns in key order, else rowid.
-func primaryKey(db *sql.DB, table string) (string, error) {
-	rs, err := db.Query(`SELECT name, pk FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk`, table)
-	if err != nil {
-		return "", fmt.Errorf("export %s: %w", table, err)
+// primaryKey returns the ORDER BY clause for the table: its primary key columns in key order (the same on
+// SQLite and PostgreSQL).
+func primaryKey(table string) string {
+	keys := map[string][]string{"trials": {"id"}, "metrics": {"trial_id", "step", "name"}, "evals": {"trial_id", "protocol", "metric", "step"}}[table]
+	q := make([]string, len(keys))
+	for i, k := range keys {
+		q[i] = quote(k)
 	}
-	defer rs.Close()
-	var keys []string
-	for rs.Next() {
-		var name string
-		var pk int
-		if err := rs.Scan(&name, &pk); err != nil {
-			return "", err
-		}
-		keys = append(keys, quote(name))
-	}
-	if err := rs.Err(); err != nil {
-		return "", err
-	}
-	if len(keys) == 0 {
-		return "rowid", nil
-	}
-	return strings.Join(keys, ", "), nil
+	return strings.Join(q, ", ")
 }
 
 // convert turns a value scanned from SQLite into nil, int64, float64 or string, as the column's kind says.

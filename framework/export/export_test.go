@@ -81,10 +81,10 @@ func buildDB(t *testing.T) *store.Store {
 	if err := st.Finish(claimed[1].ID, "tester", store.Failed, "boom, \"quoted\"\nsecond line"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB.Exec(`ALTER TABLE trials ADD COLUMN export_test_point JSON`); err != nil {
+	if _, err := st.Raw().Exec(`ALTER TABLE trials ADD COLUMN export_test_point JSON`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB.Exec(`UPDATE trials SET export_test_point = json_object('masking.num_masked', id + 2, 'note', 'x,y') WHERE id <= 2`); err != nil {
+	if _, err := st.Raw().Exec(`UPDATE trials SET export_test_point = json_object('masking.num_masked', id + 2, 'note', 'x,y') WHERE id <= 2`); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -300,12 +300,12 @@ func TestTablesReadBack(t *testing.T) {
 	st := buildDB(t)
 	want := map[string]int{"trials": 4, "metrics": 27, "evals": 8}
 	for _, table := range export.Tables {
-		h := heldTable(t, st.DB, table)
+		h := heldTable(t, st.Raw(), table)
 		if len(h.rows) != want[table] {
 			t.Fatalf("the test database has %d %s rows, want %d", len(h.rows), table, want[table])
 		}
 		t.Run(table+"/csv", func(t *testing.T) {
-			p, n := exportFile(t, st.DB, table, "csv")
+			p, n := exportFile(t, st.Raw(), table, "csv")
 			if n != len(h.rows) {
 				t.Errorf("Table returned %d rows, the store has %d", n, len(h.rows))
 			}
@@ -322,7 +322,7 @@ func TestTablesReadBack(t *testing.T) {
 			compare(t, "pandas "+table+".csv", h, got.Columns, got.Rows, true)
 		})
 		t.Run(table+"/parquet", func(t *testing.T) {
-			p, n := exportFile(t, st.DB, table, "parquet")
+			p, n := exportFile(t, st.Raw(), table, "parquet")
 			if n != len(h.rows) {
 				t.Errorf("Table returned %d rows, the store has %d", n, len(h.rows))
 			}
@@ -369,10 +369,10 @@ func TestDeterministicAndErrors(t *testing.T) {
 	for _, table := range export.Tables {
 		for _, format := range export.Formats {
 			var a, b bytes.Buffer
-			if _, err := export.Table(st.DB, table, format, &a); err != nil {
+			if _, err := export.Table(st.Raw(), table, format, &a); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := export.Table(st.DB, table, format, &b); err != nil {
+			if _, err := export.Table(st.Raw(), table, format, &b); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(a.Bytes(), b.Bytes()) {
@@ -385,7 +385,7 @@ func TestDeterministicAndErrors(t *testing.T) {
 		{"trials", "xlsx", `unknown format "xlsx" (want one of csv, parquet)`},
 	} {
 		var b bytes.Buffer
-		if _, err := export.Table(st.DB, c.table, c.format, &b); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := export.Table(st.Raw(), c.table, c.format, &b); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Table(%s, %s): %v, want an error containing %q", c.table, c.format, err, c.want)
 		}
 		if b.Len() != 0 {

@@ -26,6 +26,8 @@ type Recorder interface {
 	// Metrics, Eval and Artifact write results.
 	Metrics(ms []store.Metric) error
 	Eval(protocol, metric string, value float64) error
+	// EvalAt writes an evaluation read at a pretraining step (probes along training).
+	EvalAt(step int, protocol, metric string, value float64) error
 	Artifact(kind, path string) error
 	Store() *store.Store
 	Log() io.Writer
@@ -146,6 +148,13 @@ func (r *recorder) Eval(p, m string, v float64) error {
 	r.Progress(r.current())
 	if err := r.st.SetEval(r.trial, p, m, v); err != nil {
 		return fmt.Errorf("trial %d: writing eval %s/%s: %w", r.trial, p, m, err)
+	}
+	return nil
+}
+func (r *recorder) EvalAt(step int, p, m string, v float64) error {
+	r.Progress(r.current())
+	if err := r.st.SetEvalAt(r.trial, step, p, m, v); err != nil {
+		return fmt.Errorf("trial %d: writing eval %s/%s at step %d: %w", r.trial, p, m, step, err)
 	}
 	return nil
 }

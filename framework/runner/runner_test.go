@@ -119,7 +119,7 @@ func TestCancelPutsTrialBackToPending(t *testing.T) {
 // write), the trial is not counted done, is not left running, and the next run finishes it.
 func TestFailedFinalWriteIsRepairedByTheNextRun(t *testing.T) {
 	st, id := setup(t, 2)
-	if _, err := st.DB.Exec(`CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON trials WHEN NEW.state = 'done' AND NEW.hash = 'a'
+	if _, err := st.Raw().Exec(`CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON trials WHEN NEW.state = 'done' AND NEW.hash = 'a'
 		BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestFailedFinalWriteIsRepairedByTheNextRun(t *testing.T) {
 	if a.State != store.Pending || !strings.Contains(a.Error, "database or disk is full") {
 		t.Fatalf("trial a is %s (%q), want pending with the reason\n%s", a.State, a.Error, log.String())
 	}
-	if _, err := st.DB.Exec(`DROP TRIGGER refuse_done`); err != nil {
+	if _, err := st.Raw().Exec(`DROP TRIGGER refuse_done`); err != nil {
 		t.Fatal(err)
 	}
 	sum = Run(context.Background(), st, id, Options{Workers: 1, Heartbeat: 20 * time.Millisecond, Log: io.Discard}, job)

@@ -1,9 +1,14 @@
-// Package store is mimlab's results database (SQLite through mattn/go-sqlite3, results.db by default): WAL
-// mode with a busy timeout and one connection per process, versioned migrations, the trial lifecycle
-// (pending -> running -> done | failed), metrics, evals, artifacts and the reference (baseline) rows.
+// Package store is mimlab's results database: SQLite through mattn/go-sqlite3 (results.db by default: WAL
+// mode with a busy timeout and one connection per process), or PostgreSQL through jackc/pgx (a
+// postgres:// URL, for workers on many hosts). Both have the same schema, versioned migrations and
+// semantics: the trial lifecycle (pending -> running -> done | failed), metrics, evals, artifacts and the
+// reference (baseline) rows.
 //
-// Trials are rows that workers claim with one atomic UPDATE, so two processes on one database never run the
-// same trial, and a trial whose heartbeat stopped is claimed again (Optuna's storage model).
+// Trials are rows that workers claim with one atomic UPDATE (on PostgreSQL its row is picked FOR UPDATE SKIP
+// LOCKED), so two processes never run the same trial. A claim is a lease that the worker's heartbeats renew;
+// a trial whose lease expired (its process died) is claimed again and resumes from its checkpoint, at most
+// MaxReclaims times (Optuna's storage model). On PostgreSQL every statement is retried with backoff while
+// the server is away (a restart), so workers continue.
 package store
 
 import (
@@ -12,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -56,14 +62,26 @@ var migrations = []string{
 	`ALTER TABLE trials ADD COLUMN point TEXT;
 	ALTER TABLE trials ADD COLUMN legacy_hash TEXT;
 	CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);`,
+	// 3: evaluations along training: each evals row has the pretraining step it read (-1 = the final
+	// evaluation, as every row before this migration).
+	`CREATE TABLE evals_new (trial_id INTEGER NOT NULL REFERENCES trials(id), protocol TEXT NOT NULL, metric TEXT NOT NULL,
+		step INTEGER NOT NULL DEFAULT -1, value REAL, PRIMARY KEY (trial_id, protocol, metric, step));
+	INSERT INTO evals_new (trial_id, protocol, metric, step, value) SELECT trial_id, protocol, metric, -1, value FROM evals;
+	DROP TABLE evals;
+	ALTER TABLE evals_new RENAME TO evals;`,
+	// 4: how many times a trial was claimed again after its lease expired (retries are bounded).
+	`ALTER TABLE trials ADD COLUMN reclaims INTEGER NOT NULL DEFAULT 0;`,
 }
 
+// Final is the step of a trial's final evaluation in the evals table.
+const Final = -1
+
 // afterMigration runs Go code that belongs to a migration, inside its transaction.
-var afterMigration = map[int]func(tx *sql.Tx) error{2: fillPoints}
+var afterMigration = map[int]func(tx *Tx) error{2: fillPoints}
 
 // fillPoints parses "spec[key=value,...]" trial names of rows written before migration 2 into the point
 // column.
-func fillPoints(tx *sql.Tx) error {
+func fillPoints(tx *Tx) error {
 	rows, err := tx.Query(`SELECT id, name FROM trials WHERE point IS NULL`)
 	if err != nil {
 		return err
@@ -129,14 +147,34 @@ func PointFromName(name string) map[string]any {
 
 // Store is an open results database.
 type Store struct {
-	DB   *sql.DB
-	Path string
+	db      *sql.DB
+	Path    string // the file, or the URL without its password
+	Dialect string // SQLite or Postgres
+	// RetryFor bounds how long a statement is retried while a PostgreSQL server is away (default 5 minutes).
+	RetryFor time.Duration
+	// Log, when set, hears about those retries.
+	Log io.Writer
 }
 
-// Open opens (creating and migrating) the database at path. Several processes may open a new database at
-// once: switching it to WAL and migrating can then report "database is locked" at once, without SQLite's
-// busy handler, so Open retries that case for up to 30 seconds.
+// ConnectTimeout is how long Open waits for a PostgreSQL server that does not answer.
+const ConnectTimeout = 5 * time.Second
+
+// Open opens (creating and migrating) the database at path, or the PostgreSQL database at a postgres:// URL.
+// Several processes may open a new SQLite database at once: switching it to WAL and migrating can then
+// report "database is locked" at once, without SQLite's busy handler, so Open retries that case for up to 30
+// seconds. A PostgreSQL server that does not answer fails within ConnectTimeout, naming the host.
 func Open(path string) (*Store, error) {
+	if IsURL(path) {
+		s, err := openPostgres(path, ConnectTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.migrate(); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: %w", s.Path, err)
+		}
+		return s, nil
+	}
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
@@ -168,6 +206,9 @@ func uriPath(path string) string {
 // OpenForReading opens an existing database for status, report and export: as Open when it can be written,
 // else read-only (a read-only file or mount), in which case it must already be at this mimlab's schema.
 func OpenForReading(path string) (*Store, error) {
+	if IsURL(path) {
+		return Open(path)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -199,7 +240,7 @@ func OpenForReading(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s is read-only and at schema version %d, this mimlab reads %d: copy it somewhere writable and open it once (sweep status) to migrate", path, v, len(migrations))
 	}
-	return &Store{DB: db, Path: path}, nil
+	return &Store{db: db, Path: path, Dialect: SQLite}, nil
 }
 
 func dirWritable(dir string) bool {
@@ -234,7 +275,7 @@ func open(path string) (*Store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one connection per process: no "database is locked" between our own goroutines
-	s := &Store{DB: db, Path: path}
+	s := &Store{db: db, Path: path, Dialect: SQLite}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, err
@@ -243,40 +284,42 @@ func open(path string) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.DB.Close() }
+func (s *Store) Close() error { return s.db.Close() }
 
-// migrate applies the missing migrations in one write transaction (BEGIN IMMEDIATE): two processes opening
-// a new database at once cannot both apply the same migration.
+// migrate applies the missing migrations in one write transaction (BEGIN IMMEDIATE on SQLite, an advisory
+// lock on PostgreSQL): two processes opening a new database at once cannot both apply the same migration.
 func (s *Store) migrate() error {
-	tx, err := s.DB.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return err
-	}
-	var v int
-	if err := tx.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
-		return err
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this mimlab (%d): update mimlab", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.Exec(migrations[i]); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if f := afterMigration[i+1]; f != nil {
-			if err := f(tx); err != nil {
-				return fmt.Errorf("migration %d: %w", i+1, err)
+	return s.InTx(func(tx *Tx) error {
+		if s.Dialect == Postgres {
+			if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(7243311)`); err != nil {
+				return err
 			}
 		}
-		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
+		if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		var v int
+		if err := tx.Scan(`SELECT COALESCE(MAX(version), 0) FROM schema_version`, nil, &v); err != nil {
+			return err
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("schema version %d is newer than this mimlab (%d): update mimlab", v, len(migrations))
+		}
+		for i := v; i < len(migrations); i++ {
+			if _, err := tx.Exec(s.ddl(migrations[i])); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+			if f := afterMigration[i+1]; f != nil {
+				if err := f(tx); err != nil {
+					return fmt.Errorf("migration %d: %w", i+1, err)
+				}
+			}
+			if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
@@ -306,36 +349,34 @@ type NewTrial struct {
 // AddSweep registers a sweep and its trials (new trials pending; existing ones keep their state) in one
 // transaction, and returns the sweep id.
 func (s *Store) AddSweep(name, specFile string, trials []NewTrial) (int64, error) {
-	tx, err := s.DB.Begin()
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`INSERT INTO sweeps (name, spec_file, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec_file = excluded.spec_file`, name, specFile, now()); err != nil {
-		return 0, err
-	}
 	var id int64
-	if err := tx.QueryRow(`SELECT id FROM sweeps WHERE name = ?`, name).Scan(&id); err != nil {
-		return 0, err
-	}
-	for _, t := range trials {
-		point := t.Point
-		if point == "" { // a caller that gives only the name "spec[key=value,...]"
-			b, err := json.Marshal(PointFromName(t.Name))
-			if err != nil {
-				return 0, err
+	err := s.InTx(func(tx *Tx) error {
+		if _, err := tx.Exec(`INSERT INTO sweeps (name, spec_file, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec_file = excluded.spec_file`, name, specFile, now()); err != nil {
+			return err
+		}
+		if err := tx.Scan(`SELECT id FROM sweeps WHERE name = ?`, []any{name}, &id); err != nil {
+			return err
+		}
+		for _, t := range trials {
+			point := t.Point
+			if point == "" { // a caller that gives only the name "spec[key=value,...]"
+				b, err := json.Marshal(PointFromName(t.Name))
+				if err != nil {
+					return err
+				}
+				point = string(b)
 			}
-			point = string(b)
+			if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, point, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
+				t.Hash, id, t.Name, t.Spec, point, now()); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(`INSERT INTO sweep_trials (sweep_id, trial_id) SELECT ?, id FROM trials WHERE hash = ? ON CONFLICT DO NOTHING`, id, t.Hash); err != nil {
+				return err
+			}
 		}
-		if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, point, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
-			t.Hash, id, t.Name, t.Spec, point, now()); err != nil {
-			return 0, err
-		}
-		if _, err := tx.Exec(`INSERT OR IGNORE INTO sweep_trials (sweep_id, trial_id) SELECT ?, id FROM trials WHERE hash = ?`, id, t.Hash); err != nil {
-			return 0, err
-		}
-	}
-	return id, tx.Commit()
+		return nil
+	})
+	return id, err
 }
 
 // Sweep is a sweeps row.
@@ -350,7 +391,7 @@ func (s *Store) Sweeps(name string) ([]Sweep, error) {
 	if name != "" {
 		q, args = q+` WHERE name = ?`, append(args, name)
 	}
-	rows, err := s.DB.Query(q+` ORDER BY id`, args...)
+	rows, err := s.Query(q+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -368,25 +409,42 @@ func (s *Store) Sweeps(name string) ([]Sweep, error) {
 
 // RetryFailed puts the sweep's failed trials back to pending.
 func (s *Store) RetryFailed(sweepID int64) (int64, error) {
-	r, err := s.DB.Exec(`UPDATE trials SET state = 'pending', error = NULL WHERE state = 'failed' AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID)
+	r, err := s.Exec(`UPDATE trials SET state = 'pending', error = NULL WHERE state = 'failed' AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID)
 	if err != nil {
 		return 0, err
 	}
 	return r.RowsAffected()
 }
 
-// Claim atomically takes the next trial of the sweep that is pending, or running with a heartbeat older
-// than stale (its process died), marks it running for owner and returns it; nil when none is left.
+// MaxReclaims bounds how many times a trial whose lease expired (its worker died or lost the database for
+// longer than the lease) is claimed again; the next expiry fails it with the count.
+const MaxReclaims = 3
+
+// Claim atomically takes the next trial of the sweep that is pending, or running with a lease (heartbeat)
+// older than stale (its process died), marks it running for owner and returns it; nil when none is left. A
+// trial whose lease expired more than MaxReclaims times is failed instead.
 func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale time.Duration) (*Trial, error) {
-	t := &Trial{}
 	n := now()
-	err := s.DB.QueryRowContext(ctx, `UPDATE trials SET state = 'running', attempts = attempts + 1, owner = ?, heartbeat_at = ?,
-			started_at = COALESCE(started_at, ?), error = NULL
+	if _, err := s.Exec(`UPDATE trials SET state = 'failed', heartbeat_at = NULL, finished_at = ?,
+			error = 'its lease expired ' || (reclaims + 1) || ' times (the worker died each time); not retried again'
+		WHERE state = 'running' AND heartbeat_at < ? AND reclaims >= ? AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`,
+		n, n-stale.Seconds(), MaxReclaims, sweepID); err != nil {
+		return nil, err
+	}
+	lock := ""
+	if s.Dialect == Postgres {
+		lock = " FOR UPDATE OF t SKIP LOCKED" // concurrent claims skip the row being claimed
+	}
+	t := &Trial{}
+	err := s.retry("claim", func() error {
+		return s.db.QueryRowContext(ctx, s.rebind(`UPDATE trials SET state = 'running', attempts = attempts + 1, owner = ?, heartbeat_at = ?,
+			started_at = COALESCE(started_at, ?), error = NULL, reclaims = reclaims + CASE WHEN state = 'running' THEN 1 ELSE 0 END
 		WHERE id = (SELECT t.id FROM trials t JOIN sweep_trials st ON st.trial_id = t.id
 			WHERE st.sweep_id = ? AND (t.state = 'pending' OR (t.state = 'running' AND t.heartbeat_at < ?))
-			ORDER BY t.id LIMIT 1)
-		RETURNING id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '')`,
-		owner, n, n, sweepID, n-stale.Seconds()).Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID, &t.Point, &t.LegacyHash)
+			ORDER BY t.id LIMIT 1`+lock+`)
+		RETURNING id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '')`),
+			owner, n, n, sweepID, n-stale.Seconds()).Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID, &t.Point, &t.LegacyHash)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -396,13 +454,13 @@ func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale ti
 // Unfinished counts the sweep's trials that are pending or running.
 func (s *Store) Unfinished(sweepID int64) (int, error) {
 	var n int
-	err := s.DB.QueryRow(`SELECT COUNT(*) FROM trials WHERE state IN ('pending', 'running') AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID).Scan(&n)
+	err := s.Scan(`SELECT COUNT(*) FROM trials WHERE state IN ('pending', 'running') AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, []any{sweepID}, &n)
 	return n, err
 }
 
 // Heartbeat records that the owner is alive and at step.
 func (s *Store) Heartbeat(id int64, owner string, step int) error {
-	_, err := s.DB.Exec(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`, now(), step, id, owner)
+	_, err := s.Exec(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`, now(), step, id, owner)
 	return err
 }
 
@@ -412,7 +470,7 @@ func (s *Store) Finish(id int64, owner, state, reason string) error {
 	if state == Pending {
 		fin = nil
 	}
-	r, err := s.DB.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ?`,
+	r, err := s.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ?`,
 		state, reason, fin, id, owner)
 	if err != nil {
 		return err
@@ -440,8 +498,8 @@ type Provenance struct {
 
 // SetProvenance records provenance on a trial.
 func (s *Store) SetProvenance(id int64, p Provenance) error {
-	_, err := s.DB.Exec(`UPDATE trials SET git_commit = ?, git_dirty = ?, go_version = ?, modules = ?, host = ?, cpu = ?, gpu = ?, backend = ? WHERE id = ?`,
-		p.GitCommit, p.GitDirty, p.GoVersion, p.Modules, p.Host, p.CPU, p.GPU, p.Backend, id)
+	_, err := s.Exec(`UPDATE trials SET git_commit = ?, git_dirty = ?, go_version = ?, modules = ?, host = ?, cpu = ?, gpu = ?, backend = ? WHERE id = ?`,
+		p.GitCommit, btoi(p.GitDirty), p.GoVersion, p.Modules, p.Host, p.CPU, p.GPU, p.Backend, id)
 	return err
 }
 
@@ -457,39 +515,39 @@ func (s *Store) AddMetrics(trialID int64, ms []Metric) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	tx, err := s.DB.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	st, err := tx.Prepare(`INSERT OR REPLACE INTO metrics (trial_id, step, name, value) VALUES (?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, m := range ms {
-		if _, err := st.Exec(trialID, m.Step, m.Name, m.Value); err != nil {
-			return err
+	return s.InTx(func(tx *Tx) error {
+		for _, m := range ms {
+			if _, err := tx.Exec(`INSERT INTO metrics (trial_id, step, name, value) VALUES (?, ?, ?, ?)
+				ON CONFLICT (trial_id, step, name) DO UPDATE SET value = excluded.value`, trialID, m.Step, m.Name, m.Value); err != nil {
+				return err
+			}
 		}
-	}
-	return tx.Commit()
+		return nil
+	})
 }
 
 // TruncateMetrics deletes metrics after step (a trial resumed from an earlier checkpoint rewrites them).
 func (s *Store) TruncateMetrics(trialID int64, after int) error {
-	_, err := s.DB.Exec(`DELETE FROM metrics WHERE trial_id = ? AND step > ?`, trialID, after)
+	_, err := s.Exec(`DELETE FROM metrics WHERE trial_id = ? AND step > ?`, trialID, after)
 	return err
 }
 
-// SetEval records one evaluation number.
+// SetEval records one number of the final evaluation.
 func (s *Store) SetEval(trialID int64, protocol, metric string, value float64) error {
-	_, err := s.DB.Exec(`INSERT OR REPLACE INTO evals (trial_id, protocol, metric, value) VALUES (?, ?, ?, ?)`, trialID, protocol, metric, value)
+	return s.SetEvalAt(trialID, Final, protocol, metric, value)
+}
+
+// SetEvalAt records one evaluation number read at a pretraining step (Final for the final evaluation).
+func (s *Store) SetEvalAt(trialID int64, step int, protocol, metric string, value float64) error {
+	_, err := s.Exec(`INSERT INTO evals (trial_id, protocol, metric, step, value) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (trial_id, protocol, metric, step) DO UPDATE SET value = excluded.value`, trialID, protocol, metric, step, value)
 	return err
 }
 
 // AddArtifact records a file a trial produced.
 func (s *Store) AddArtifact(trialID int64, kind, path, sha string, bytes int64) error {
-	_, err := s.DB.Exec(`INSERT OR REPLACE INTO artifacts (trial_id, kind, path, sha256, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := s.Exec(`INSERT INTO artifacts (trial_id, kind, path, sha256, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (trial_id, kind) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256, bytes = excluded.bytes, created_at = excluded.created_at`,
 		trialID, kind, path, sha, bytes, now())
 	return err
 }
@@ -497,7 +555,7 @@ func (s *Store) AddArtifact(trialID int64, kind, path, sha string, bytes int64) 
 // Artifact returns the path of a trial's artifact of kind ("" when none).
 func (s *Store) Artifact(trialID int64, kind string) (string, error) {
 	var p string
-	err := s.DB.QueryRow(`SELECT path FROM artifacts WHERE trial_id = ? AND kind = ?`, trialID, kind).Scan(&p)
+	err := s.Scan(`SELECT path FROM artifacts WHERE trial_id = ? AND kind = ?`, []any{trialID, kind}, &p)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -507,7 +565,7 @@ func (s *Store) Artifact(trialID int64, kind string) (string, error) {
 // ArtifactSHA returns the sha256 recorded for a trial's artifact ("" when none is recorded).
 func (s *Store) ArtifactSHA(trialID int64, kind string) (string, error) {
 	var h sql.NullString
-	err := s.DB.QueryRow(`SELECT sha256 FROM artifacts WHERE trial_id = ? AND kind = ?`, trialID, kind).Scan(&h)
+	err := s.Scan(`SELECT sha256 FROM artifacts WHERE trial_id = ? AND kind = ?`, []any{trialID, kind}, &h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -517,7 +575,7 @@ func (s *Store) ArtifactSHA(trialID int64, kind string) (string, error) {
 // Baseline returns a stored reference number.
 func (s *Store) Baseline(key, protocol, metric string) (float64, bool, error) {
 	var v float64
-	err := s.DB.QueryRow(`SELECT value FROM baselines WHERE key = ? AND protocol = ? AND metric = ?`, key, protocol, metric).Scan(&v)
+	err := s.Scan(`SELECT value FROM baselines WHERE key = ? AND protocol = ? AND metric = ?`, []any{key, protocol, metric}, &v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -526,7 +584,8 @@ func (s *Store) Baseline(key, protocol, metric string) (float64, bool, error) {
 
 // SetBaseline stores a reference number.
 func (s *Store) SetBaseline(key, dataset, arch, protocol, metric string, value float64) error {
-	_, err := s.DB.Exec(`INSERT OR REPLACE INTO baselines (key, dataset, arch, protocol, metric, value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.Exec(`INSERT INTO baselines (key, dataset, arch, protocol, metric, value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key, protocol, metric) DO UPDATE SET dataset = excluded.dataset, arch = excluded.arch, value = excluded.value, created_at = excluded.created_at`,
 		key, dataset, arch, protocol, metric, value, now())
 	return err
 }
@@ -535,8 +594,8 @@ func (s *Store) SetBaseline(key, dataset, arch, protocol, metric string, value f
 func (s *Store) TrialByID(id int64) (*Trial, error) {
 	t := &Trial{}
 	var errText sql.NullString
-	err := s.DB.QueryRow(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '') FROM trials WHERE id = ?`, id).
-		Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point, &t.LegacyHash)
+	err := s.Scan(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '') FROM trials WHERE id = ?`, []any{id},
+		&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point, &t.LegacyHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("no trial %d in %s", id, s.Path)
 	}
@@ -552,7 +611,7 @@ func (s *Store) Trials(sweep string) ([]Trial, error) {
 		q += ` WHERE t.id IN (SELECT trial_id FROM sweep_trials st JOIN sweeps s ON s.id = st.sweep_id WHERE s.name = ?)`
 		args = append(args, sweep)
 	}
-	rows, err := s.DB.Query(q+` ORDER BY t.id`, args...)
+	rows, err := s.Query(q+` ORDER BY t.id`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -568,24 +627,42 @@ func (s *Store) Trials(sweep string) ([]Trial, error) {
 	return out, rows.Err()
 }
 
-// Evals returns a trial's evals as protocol -> metric -> value.
+// Evals returns a trial's final evals as protocol -> metric -> value.
 func (s *Store) Evals(trialID int64) (map[string]map[string]float64, error) {
-	rows, err := s.DB.Query(`SELECT protocol, metric, value FROM evals WHERE trial_id = ?`, trialID)
+	all, err := s.evals(trialID, `AND step = ?`, Final)
+	return all[Final], err
+}
+
+// EvalsAlong returns a trial's evals read along training as step -> protocol -> metric -> value (the final
+// evaluation is not among them; see Evals).
+func (s *Store) EvalsAlong(trialID int64) (map[int]map[string]map[string]float64, error) {
+	return s.evals(trialID, `AND step >= 0`)
+}
+
+func (s *Store) evals(trialID int64, where string, args ...any) (map[int]map[string]map[string]float64, error) {
+	rows, err := s.Query(`SELECT step, protocol, metric, value FROM evals WHERE trial_id = ? `+where, append([]any{trialID}, args...)...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]map[string]float64{}
+	out := map[int]map[string]map[string]float64{}
 	for rows.Next() {
+		var step int
 		var p, m string
 		var v float64
-		if err := rows.Scan(&p, &m, &v); err != nil {
+		if err := rows.Scan(&step, &p, &m, &v); err != nil {
 			return nil, fmt.Errorf("evals of trial %d: %w", trialID, err)
 		}
-		if out[p] == nil {
-			out[p] = map[string]float64{}
+		if out[step] == nil {
+			out[step] = map[string]map[string]float64{}
 		}
-		out[p][m] = v
+		if out[step][p] == nil {
+			out[step][p] = map[string]float64{}
+		}
+		out[step][p][m] = v
+	}
+	if out[Final] == nil && where == `AND step = ?` {
+		out[Final] = map[string]map[string]float64{}
 	}
 	return out, rows.Err()
 }
@@ -593,10 +670,10 @@ func (s *Store) Evals(trialID int64) (map[string]map[string]float64, error) {
 // LastMetrics returns each metric's value at the trial's last logged step.
 func (s *Store) LastMetrics(trialID int64) (int, map[string]float64, error) {
 	var step sql.NullInt64
-	if err := s.DB.QueryRow(`SELECT MAX(step) FROM metrics WHERE trial_id = ?`, trialID).Scan(&step); err != nil || !step.Valid {
+	if err := s.Scan(`SELECT MAX(step) FROM metrics WHERE trial_id = ?`, []any{trialID}, &step); err != nil || !step.Valid {
 		return 0, nil, err
 	}
-	rows, err := s.DB.Query(`SELECT name, value FROM metrics WHERE trial_id = ? AND step = ?`, trialID, step.Int64)
+	rows, err := s.Query(`SELECT name, value FROM metrics WHERE trial_id = ? AND step = ?`, trialID, step.Int64)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -615,7 +692,7 @@ func (s *Store) LastMetrics(trialID int64) (int, map[string]float64, error) {
 
 // Series returns one metric of a trial over steps.
 func (s *Store) Series(trialID int64, name string) ([]int, []float64, error) {
-	rows, err := s.DB.Query(`SELECT step, value FROM metrics WHERE trial_id = ? AND name = ? ORDER BY step`, trialID, name)
+	rows, err := s.Query(`SELECT step, value FROM metrics WHERE trial_id = ? AND name = ? ORDER BY step`, trialID, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -636,7 +713,7 @@ func (s *Store) Series(trialID int64, name string) ([]int, []float64, error) {
 
 // Baselines returns every reference row with the given key prefix: protocol/metric -> value by key.
 func (s *Store) Baselines(keyPrefix string) (map[string]map[string]float64, error) {
-	rows, err := s.DB.Query(`SELECT key, protocol || '/' || metric, value FROM baselines WHERE key LIKE ? ORDER BY key`, keyPrefix+"%")
+	rows, err := s.Query(`SELECT key, protocol || '/' || metric, value FROM baselines WHERE key LIKE ? ORDER BY key`, keyPrefix+"%")
 	if err != nil {
 		return nil, err
 	}
@@ -659,7 +736,7 @@ func (s *Store) Baselines(keyPrefix string) (map[string]map[string]float64, erro
 // Meta reads a value of the meta table ("" when unset).
 func (s *Store) Meta(key string) (string, error) {
 	var v string
-	err := s.DB.QueryRow(`SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	err := s.Scan(`SELECT value FROM meta WHERE key = ?`, []any{key}, &v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -676,20 +753,22 @@ type Reidentified struct {
 // Reidentify moves trials to new identities (hash and stored spec) and records metaKey = metaValue, in one
 // transaction: all or nothing. The old hash is kept in legacy_hash (the first one, if moved twice).
 func (s *Store) Reidentify(moves []Reidentified, metaKey, metaValue string) error {
-	tx, err := s.DB.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, m := range moves {
-		if _, err := tx.Exec(`UPDATE trials SET hash = ?, spec = ?, legacy_hash = COALESCE(legacy_hash, ?) WHERE id = ?`, m.NewHash, m.NewSpec, m.OldHash, m.ID); err != nil {
-			return fmt.Errorf("trial %d: %s -> %s: %w", m.ID, m.OldHash, m.NewHash, err)
+	return s.InTx(func(tx *Tx) error {
+		for _, m := range moves {
+			if _, err := tx.Exec(`UPDATE trials SET hash = ?, spec = ?, legacy_hash = COALESCE(legacy_hash, ?) WHERE id = ?`, m.NewHash, m.NewSpec, m.OldHash, m.ID); err != nil {
+				return fmt.Errorf("trial %d: %s -> %s: %w", m.ID, m.OldHash, m.NewHash, err)
+			}
 		}
-	}
-	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, metaKey, metaValue); err != nil {
+		_, err := tx.Exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, metaKey, metaValue)
 		return err
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	return tx.Commit()
+	return 0
 }
 
 // ValidHash says whether h is a trial hash (16 lower-case hex digits), safe to use in a path.

@@ -59,8 +59,8 @@ func TestClaimIsExclusiveAndStaleIsReclaimed(t *testing.T) {
 		}
 	}
 	// A running trial with an old heartbeat is claimed again; a fresh one is not.
-	s.DB.Exec(`UPDATE trials SET state = 'running', owner = 'dead', heartbeat_at = 1 WHERE id = 1`)
-	s.DB.Exec(`UPDATE trials SET state = 'running', owner = 'alive', heartbeat_at = ? WHERE id = 2`, now())
+	s.Raw().Exec(`UPDATE trials SET state = 'running', owner = 'dead', heartbeat_at = 1 WHERE id = 1`)
+	s.Raw().Exec(`UPDATE trials SET state = 'running', owner = 'alive', heartbeat_at = ? WHERE id = 2`, now())
 	tr, _ := s.Claim(context.Background(), sw, "me", time.Minute)
 	if tr == nil || tr.ID != 1 || tr.Attempts != 2 {
 		t.Fatalf("stale trial not reclaimed: %+v", tr)
@@ -95,7 +95,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	s, _ := Open(path)
 	defer s.Close()
 	var n int
-	s.DB.QueryRow(`SELECT COUNT(*) FROM schema_version`).Scan(&n)
+	s.Raw().QueryRow(`SELECT COUNT(*) FROM schema_version`).Scan(&n)
 	if n != len(migrations) {
 		t.Fatalf("%d schema_version rows, want %d", n, len(migrations))
 	}

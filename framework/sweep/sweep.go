@@ -183,13 +183,15 @@ func points(r *spec.Raw) ([]point, error) {
 		if len(pts)*len(seeds) > MaxTrials {
 			return nil, sweepErr(r, "seeds: more than %d points; split the sweep into several specs", MaxTrials)
 		}
+		// Seeds are the outer loop: every configuration's first seed comes before any second seed, so a sweep
+		// stopped part-way (or read while it runs) has each configuration once before it has any twice.
 		var next []point
-		for _, p := range pts {
-			for _, sd := range seeds {
-				v, ok := sd.(int64)
-				if !ok || v < 0 {
-					return nil, sweepErr(r, "seeds: %v is not a non-negative integer", sd)
-				}
+		for _, sd := range seeds {
+			v, ok := sd.(int64)
+			if !ok || v < 0 {
+				return nil, sweepErr(r, "seeds: %v is not a non-negative integer", sd)
+			}
+			for _, p := range pts {
 				q := clone(p)
 				q["train.seed"] = v
 				next = append(next, q)
