@@ -173,7 +173,7 @@ type baselineEval struct {
 // finetuneEval are the keys a fine-tuning reference row (training from scratch) also depends on.
 type finetuneEval struct {
 	baselineEval
-	FTEpochs, FTMinSteps, FTBatch                                         int
+	FTEpochs, FTMinSteps, FTBatch                                          int
 	FTLR, FTMinLR, FTWarmupEpochs, FTLayerDecay, FTWeightDecay, FTDropPath float64
 	FTLabelSmoothing                                                       float64
 }

@@ -53,12 +53,12 @@ type LossFn func(s Scope, data []*Node) (loss *Node, metrics []*Node)
 // Trainer owns a model's parameters and optimiser state and runs compiled training steps. The whole step
 // (forward, backward, clipping, AdamW) is one graph, so parameters and moments stay with the engine.
 type Trainer struct {
-	Set     *ParamSet
-	Opt     Optimizer
-	Params  []*tensors.Tensor
-	M, V    []*tensors.Tensor
-	Step    int // number of steps taken
-	Seed    uint64
+	Set    *ParamSet
+	Opt    Optimizer
+	Params []*tensors.Tensor
+	M, V   []*tensors.Tensor
+	Step   int // number of steps taken
+	Seed   uint64
 	// LRScale, when set before the first step, multiplies each parameter's learning rate (and so its decoupled
 	// weight decay) by its own factor: BEiT/CAE fine-tuning's layer-wise decay. nil = 1 for every parameter.
 	LRScale []float64

@@ -160,7 +160,9 @@ type Tx struct {
 }
 
 // Exec runs a statement in the transaction.
-func (t *Tx) Exec(q string, args ...any) (sql.Result, error) { return t.tx.Exec(t.s.rebind(q), args...) }
+func (t *Tx) Exec(q string, args ...any) (sql.Result, error) {
+	return t.tx.Exec(t.s.rebind(q), args...)
+}
 
 // Scan runs a one-row query in the transaction.
 func (t *Tx) Scan(q string, args []any, dest ...any) error {
@@ -168,7 +170,9 @@ func (t *Tx) Scan(q string, args []any, dest ...any) error {
 }
 
 // Query runs a query in the transaction.
-func (t *Tx) Query(q string, args ...any) (*sql.Rows, error) { return t.tx.Query(t.s.rebind(q), args...) }
+func (t *Tx) Query(q string, args ...any) (*sql.Rows, error) {
+	return t.tx.Query(t.s.rebind(q), args...)
+}
 
 // InTx runs fn in one transaction, committed when fn returns nil; on PostgreSQL the whole transaction is
 // retried while the server is away.
