@@ -789,3 +789,54 @@ func Exists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && !st.IsDir() && !strings.HasSuffix(path, "/")
 }
+
+// Lease is a running trial's claim: who holds it and how fresh its heartbeat is.
+type Lease struct {
+	TrialID   int64
+	Owner     string  // host:pid/wN of the worker
+	Step      int     // the step its last heartbeat reported
+	Heartbeat float64 // Unix seconds of the last heartbeat
+}
+
+// Host and PID split the owner "host:pid/wN" ("" and 0 when it is not of that form).
+func (l Lease) Host() string {
+	h, _, _ := strings.Cut(l.Owner, ":")
+	return h
+}
+
+// PID is the worker's process id (0 when unknown).
+func (l Lease) PID() int {
+	_, rest, _ := strings.Cut(l.Owner, ":")
+	p, _, _ := strings.Cut(rest, "/")
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Age is how long ago the last heartbeat was.
+func (l Lease) Age() time.Duration {
+	return time.Duration((now() - l.Heartbeat) * float64(time.Second))
+}
+
+// Running lists the leases of the running trials (of one sweep when sweep is not "").
+func (s *Store) Running(sweep string) ([]Lease, error) {
+	q := `SELECT t.id, COALESCE(t.owner, ''), t.step, COALESCE(t.heartbeat_at, 0) FROM trials t WHERE t.state = 'running'`
+	var args []any
+	if sweep != "" {
+		q += ` AND t.id IN (SELECT trial_id FROM sweep_trials st JOIN sweeps s ON s.id = st.sweep_id WHERE s.name = ?)`
+		args = append(args, sweep)
+	}
+	rows, err := s.Query(q+` ORDER BY t.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Lease
+	for rows.Next() {
+		var l Lease
+		if err := rows.Scan(&l.TrialID, &l.Owner, &l.Step, &l.Heartbeat); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}

@@ -2,39 +2,95 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"mimlab/framework/store/pgtest"
 )
 
-func TestClaimIsExclusiveAndStaleIsReclaimed(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "r.db"))
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
+}
+
+// backend opens fresh, empty databases of one kind; every store test runs on each.
+type backend struct {
+	name string
+	// fresh returns the --db value of a new empty database.
+	fresh func(t *testing.T) string
+}
+
+func backends() []backend {
+	return []backend{
+		{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "r.db") }},
+		{"postgres", func(t *testing.T) string { return pgtest.Require(t).NewDB(t) }},
+	}
+}
+
+func openT(t *testing.T, db string) *Store {
+	t.Helper()
+	s, err := Open(db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func sweepOf(t *testing.T, s *Store, n int) int64 {
+	t.Helper()
 	var ts []NewTrial
-	for i := 0; i < 20; i++ {
-		ts = append(ts, NewTrial{Hash: string(rune('a' + i)), Name: "t", Spec: "{}"})
+	for i := 0; i < n; i++ {
+		ts = append(ts, NewTrial{Hash: fmt.Sprintf("%016x", i+1), Name: fmt.Sprintf("t[i=%d]", i), Spec: "{}"})
 	}
 	sw, err := s.AddSweep("sw", "x.toml", ts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Registering again keeps states and adds nothing.
-	if _, err := s.AddSweep("sw", "x.toml", ts); err != nil {
-		t.Fatal(err)
+	return sw
+}
+
+func TestStore(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, db string)
+	}{
+		{"claims are exclusive across workers and stale leases are reclaimed", testClaims},
+		{"concurrent opens migrate once", testConcurrentOpen},
+		{"results round-trip", testRoundTrip},
+		{"reclaims are bounded", testBoundedReclaims},
+	}
+	for _, b := range backends() {
+		for _, tc := range tests {
+			t.Run(b.name+"/"+tc.name, func(t *testing.T) { tc.run(t, b.fresh(t)) })
+		}
+	}
+}
+
+// Two (and four) workers, each with its own connection, race to claim 40 trials: each is claimed once.
+func testClaims(t *testing.T, db string) {
+	s := openT(t, db)
+	sw := sweepOf(t, s, 40)
+	if _, err := s.AddSweep("sw", "x.toml", []NewTrial{{Hash: fmt.Sprintf("%016x", 1), Name: "t[i=0]", Spec: "{}"}}); err != nil {
+		t.Fatal(err) // registering again keeps states and adds nothing
 	}
 	var mu sync.Mutex
 	got := map[int64]int{}
 	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
+	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			ws := openT(t, db)
+			owner := fmt.Sprintf("host:%d/w0", w)
 			for {
-				tr, err := s.Claim(context.Background(), sw, "w"+string(rune('0'+w)), time.Hour)
+				tr, err := ws.Claim(context.Background(), sw, owner, time.Hour)
 				if err != nil {
 					t.Error(err)
 					return
@@ -45,13 +101,15 @@ func TestClaimIsExclusiveAndStaleIsReclaimed(t *testing.T) {
 				mu.Lock()
 				got[tr.ID]++
 				mu.Unlock()
-				s.Finish(tr.ID, "w"+string(rune('0'+w)), Done, "")
+				if err := ws.Finish(tr.ID, owner, Done, ""); err != nil {
+					t.Error(err)
+				}
 			}
 		}(w)
 	}
 	wg.Wait()
-	if len(got) != 20 {
-		t.Fatalf("%d trials claimed, want 20", len(got))
+	if len(got) != 40 {
+		t.Fatalf("%d trials claimed, want 40", len(got))
 	}
 	for id, n := range got {
 		if n != 1 {
@@ -59,27 +117,32 @@ func TestClaimIsExclusiveAndStaleIsReclaimed(t *testing.T) {
 		}
 	}
 	// A running trial with an old heartbeat is claimed again; a fresh one is not.
-	s.Raw().Exec(`UPDATE trials SET state = 'running', owner = 'dead', heartbeat_at = 1 WHERE id = 1`)
-	s.Raw().Exec(`UPDATE trials SET state = 'running', owner = 'alive', heartbeat_at = ? WHERE id = 2`, now())
-	tr, _ := s.Claim(context.Background(), sw, "me", time.Minute)
-	if tr == nil || tr.ID != 1 || tr.Attempts != 2 {
-		t.Fatalf("stale trial not reclaimed: %+v", tr)
+	s.Exec(`UPDATE trials SET state = 'running', owner = 'dead', heartbeat_at = 1 WHERE id = 1`)
+	s.Exec(`UPDATE trials SET state = 'running', owner = 'alive', heartbeat_at = ? WHERE id = 2`, now())
+	tr, err := s.Claim(context.Background(), sw, "me", time.Minute)
+	if err != nil || tr == nil || tr.ID != 1 || tr.Attempts != 2 {
+		t.Fatalf("stale trial not reclaimed: %+v %v", tr, err)
 	}
 	if tr, _ := s.Claim(context.Background(), sw, "me", time.Minute); tr != nil {
 		t.Fatalf("claimed a live trial: %+v", tr)
 	}
+	if err := s.Finish(2, "me", Done, ""); err == nil {
+		t.Fatal("finishing another owner's trial must fail (ErrNotOwner)")
+	}
+	if n, _ := s.Unfinished(sw); n != 2 {
+		t.Fatalf("%d unfinished, want 2", n)
+	}
 }
 
-// Many processes' worth of connections opening one new database at once migrate it exactly once.
-func TestConcurrentOpenMigratesOnce(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "r.db")
+// Eight connections opening one new database at once migrate it exactly once.
+func testConcurrentOpen(t *testing.T, db string) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := Open(path)
+			s, err := Open(db)
 			if err != nil {
 				errs <- err
 				return
@@ -92,11 +155,104 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	s, _ := Open(path)
-	defer s.Close()
+	s := openT(t, db)
 	var n int
-	s.Raw().QueryRow(`SELECT COUNT(*) FROM schema_version`).Scan(&n)
+	s.Scan(`SELECT COUNT(*) FROM schema_version`, nil, &n)
 	if n != len(migrations) {
 		t.Fatalf("%d schema_version rows, want %d", n, len(migrations))
+	}
+}
+
+func testRoundTrip(t *testing.T, db string) {
+	s := openT(t, db)
+	sw := sweepOf(t, s, 2)
+	tr, err := s.Claim(context.Background(), sw, "h:1/w0", time.Hour)
+	if err != nil || tr == nil {
+		t.Fatal(tr, err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.AddMetrics(tr.ID, []Metric{{1, "loss", 2.5}, {2, "loss", 2.0}, {2, "lr", 1e-3}}))
+	must(s.AddMetrics(tr.ID, []Metric{{2, "loss", 1.5}})) // rewritten after a resume
+	must(s.SetEvalAt(tr.ID, 600, "linear", "top1", 0.5))
+	must(s.SetEvalAt(tr.ID, 600, "linear", "top1", 0.6))
+	must(s.SetEval(tr.ID, "linear", "top1", 0.7))
+	must(s.AddArtifact(tr.ID, "checkpoint", "/x/ck", "abc", 1<<40))
+	must(s.SetBaseline("k", "mnist", "raw_pixels", "linear", "top1", 0.9))
+	must(s.SetBaseline("k", "mnist", "raw_pixels", "linear", "top1", 0.91))
+	must(s.SetProvenance(tr.ID, Provenance{GitCommit: "c", GitDirty: true, Host: "h"}))
+	must(s.Heartbeat(tr.ID, "h:1/w0", 2))
+	run, err := s.Running("sw")
+	must(err)
+	if len(run) != 1 || run[0].Host() != "h" || run[0].PID() != 1 || run[0].Step != 2 || run[0].Age() > time.Minute || run[0].Age() < 0 {
+		t.Fatalf("leases %+v", run)
+	}
+	step, last, err := s.LastMetrics(tr.ID)
+	must(err)
+	if step != 2 || last["loss"] != 1.5 || last["lr"] != 1e-3 {
+		t.Fatalf("last metrics at %d: %v", step, last)
+	}
+	ev, err := s.Evals(tr.ID)
+	must(err)
+	along, err := s.EvalsAlong(tr.ID)
+	must(err)
+	if ev["linear"]["top1"] != 0.7 || along[600]["linear"]["top1"] != 0.6 || len(along) != 1 {
+		t.Fatalf("evals %v, along %v", ev, along)
+	}
+	if p, _ := s.Artifact(tr.ID, "checkpoint"); p != "/x/ck" {
+		t.Fatalf("artifact %q", p)
+	}
+	if v, ok, _ := s.Baseline("k", "linear", "top1"); !ok || v != 0.91 {
+		t.Fatalf("baseline %v %v", v, ok)
+	}
+	must(s.TruncateMetrics(tr.ID, 1))
+	if steps, _, _ := s.Series(tr.ID, "loss"); len(steps) != 1 {
+		t.Fatalf("after truncation: steps %v", steps)
+	}
+	must(s.Finish(tr.ID, "h:1/w0", Done, ""))
+	got, err := s.TrialByID(tr.ID)
+	must(err)
+	if got.State != Done || got.Step != 2 {
+		t.Fatalf("trial %+v", got)
+	}
+	run, err = s.Running("")
+	must(err)
+	if len(run) != 0 {
+		t.Fatalf("running %v", run)
+	}
+	must(s.Reidentify([]Reidentified{{ID: tr.ID, OldHash: tr.Hash, NewHash: "ffffffffffffffff", NewSpec: "{}"}}, "identity", "v2"))
+	if m, _ := s.Meta("identity"); m != "v2" {
+		t.Fatalf("meta %q", m)
+	}
+	ts, err := s.Trials("sw")
+	must(err)
+	if len(ts) != 2 || ts[0].LegacyHash != tr.Hash {
+		t.Fatalf("trials %+v", ts)
+	}
+}
+
+// A trial whose lease keeps expiring (its worker dies every time) is reclaimed MaxReclaims times, then
+// failed with the count.
+func testBoundedReclaims(t *testing.T, db string) {
+	s := openT(t, db)
+	sw := sweepOf(t, s, 1)
+	for i := 0; i <= MaxReclaims; i++ {
+		tr, err := s.Claim(context.Background(), sw, fmt.Sprintf("h:%d/w0", i), time.Minute)
+		if err != nil || tr == nil {
+			t.Fatalf("claim %d: %+v %v", i, tr, err)
+		}
+		s.Exec(`UPDATE trials SET heartbeat_at = 1 WHERE id = ?`, tr.ID) // the worker dies
+	}
+	tr, err := s.Claim(context.Background(), sw, "last", time.Minute)
+	if err != nil || tr != nil {
+		t.Fatalf("claimed after %d reclaims: %+v %v", MaxReclaims, tr, err)
+	}
+	got, _ := s.TrialByID(1)
+	if got.State != Failed || !strings.Contains(got.Error, fmt.Sprintf("lease expired %d times", MaxReclaims+1)) {
+		t.Fatalf("trial %+v", got)
 	}
 }
