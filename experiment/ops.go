@@ -122,6 +122,15 @@ type RunOptions struct {
 // RunResult sums what RunSpecs did.
 type RunResult struct {
 	Done, Failed, Interrupted int
+	// Sweeps are the names the specs were registered under (NAME@2 after a new revision), with their trials
+	// left to run.
+	Sweeps []SweepLeft
+}
+
+// SweepLeft is a registered sweep and how many of its trials are pending or running.
+type SweepLeft struct {
+	Name string
+	Left int
 }
 
 // RunSpecs registers each planned spec's trials in st and runs what is not done, spec by spec, each on its
@@ -167,6 +176,11 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 		}
 		fmt.Fprintf(o.Log, "sweep %s: %d trials (%s)\n", p.Raw.Name, len(p.Trials), st.Path)
 		if o.RegisterOnly {
+			left, err := st.Unfinished(sid)
+			if err != nil {
+				return res, err
+			}
+			res.Sweeps = append(res.Sweeps, SweepLeft{p.Raw.Name, left})
 			continue
 		}
 		ro := o.Runner
@@ -199,7 +213,7 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 
 // WorkOptions are the options of Work.
 type WorkOptions struct {
-	Sweep   string // "" for every sweep in the database
+	Sweep   string // "" for every sweep in the database; several comma-separated
 	Backend string // the backend name (auto, ort, go, xla, cuda)
 	Runs    string
 	Runner  runner.Options
@@ -214,12 +228,16 @@ func Work(ctx context.Context, st *store.Store, o WorkOptions) (RunResult, error
 	if err := Reidentify(st, o.Runs, o.Log); err != nil {
 		return res, err
 	}
-	sweeps, err := st.Sweeps(o.Sweep)
-	if err != nil {
-		return res, fmt.Errorf("%s: %w", st.Path, err)
-	}
-	if o.Sweep != "" && len(sweeps) == 0 {
-		return res, &spec.Error{Msg: fmt.Sprintf("--sweep %q: %s has no such sweep (sweep status lists them)", o.Sweep, st.Path)}
+	var sweeps []store.Sweep
+	for _, name := range strings.Split(o.Sweep, ",") { // "" = every sweep; or several, comma-separated
+		sw, err := st.Sweeps(name)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", st.Path, err)
+		}
+		if name != "" && len(sw) == 0 {
+			return res, &spec.Error{Msg: fmt.Sprintf("--sweep %q: %s has no such sweep (sweep status lists them)", name, st.Path)}
+		}
+		sweeps = append(sweeps, sw...)
 	}
 	be, resolved, err := nn.NewBackend(o.Backend, o.Log)
 	if err != nil {

@@ -31,6 +31,7 @@ type Reference struct {
 // StatusReport is what `sweep status` prints: the trials, their states counted, the reference rows.
 type StatusReport struct {
 	Trials     []TrialStatus
+	Leases     []store.Lease // the running trials' owners and heartbeats
 	Counts     map[string]int
 	References []Reference
 }
@@ -100,6 +101,9 @@ func Status(st *store.Store, sweep string) (*StatusReport, error) {
 			}
 		}
 		r.Trials = append(r.Trials, ts)
+	}
+	if r.Leases, err = st.Running(sweep); err != nil {
+		return nil, fmt.Errorf("%s: %w", st.Path, err)
 	}
 	rows, err := st.Query(`SELECT dataset, arch, protocol, value FROM baselines WHERE metric = 'top1' ORDER BY dataset, arch, protocol`)
 	if err != nil {

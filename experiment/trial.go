@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -14,15 +16,17 @@ import (
 	"sort"
 	"time"
 
-	"github.com/gomlx/compute/dtypes"
-	"github.com/gomlx/gomlx/core/tensors"
 	"mimlab/components/masking"
 	"mimlab/components/method"
 	"mimlab/components/targets"
 	"mimlab/data"
+	"mimlab/framework/files"
 	"mimlab/framework/runner"
 	"mimlab/framework/store"
 	"mimlab/nn"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/gomlx/core/tensors"
 )
 
 // Trial is a prepared trial: data, model, target and configs.
@@ -334,6 +338,9 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	if err := os.MkdirAll(t.Dir, 0o755); err != nil {
 		return err
 	}
+	if err := writeOwner(t.Dir, st, rec.Owner()); err != nil {
+		return err
+	}
 	tr, err := t.NewTrainer()
 	if err != nil {
 		return err
@@ -414,6 +421,9 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 	bs := t.Cfg.Data.BatchSize
 	for tr.Step < total {
 		if ctx.Err() != nil {
+			if errors.Is(context.Cause(ctx), runner.ErrLostLease) {
+				return context.Cause(ctx) // another worker owns the trial and its checkpoints now
+			}
 			if err := checkpoint(); err != nil {
 				return fmt.Errorf("checkpoint on interrupt: %w", err)
 			}
@@ -489,6 +499,30 @@ func ExportEncoder(t *Trial, set *nn.ParamSet, params []*tensors.Tensor, path st
 		"patch_size": fmt.Sprint(v.PatchSize), "image_size": fmt.Sprint(v.ImageSize), "in_chans": fmt.Sprint(v.Channels),
 		"mlp_ratio": fmt.Sprint(v.MLPRatio), "layer_scale": fmt.Sprint(v.LayerScale), "method": t.Model.Name}
 	return nn.SaveSafetensors(path, arr, meta)
+}
+
+// Owner is what a trial's folder says about the worker that holds it (owner.json): on a shared runs
+// folder, which host and process is writing its checkpoints.
+type Owner struct {
+	Owner   string  `json:"owner"` // host:pid/wN, as in trials.owner
+	Host    string  `json:"host"`
+	PID     int     `json:"pid"`
+	Trial   int64   `json:"trial"`
+	Attempt int     `json:"attempt"`
+	Since   float64 `json:"since"` // Unix seconds
+}
+
+func writeOwner(dir string, st *store.Trial, owner string) error {
+	host, _ := os.Hostname()
+	b, err := json.MarshalIndent(Owner{Owner: owner, Host: host, PID: os.Getpid(), Trial: st.ID, Attempt: st.Attempts,
+		Since: float64(time.Now().UnixNano()) / 1e9}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return files.WriteAtomic(filepath.Join(dir, "owner.json"), func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
 }
 
 // Env is the environment the trial was prepared in.

@@ -9,8 +9,6 @@ import (
 	"io"
 	"math"
 	"mimlab/framework/files"
-	"os"
-	"path/filepath"
 	"sort"
 )
 
@@ -75,34 +73,18 @@ func SaveSafetensors(path string, arrays map[string]Array, meta map[string]strin
 	for len(hj)%8 != 0 {
 		hj = append(hj, ' ')
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	return files.WriteAtomic(path, func(w io.Writer) error {
+		var lenBuf [8]byte
+		binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hj)))
+		if _, err := w.Write(lenBuf[:]); err != nil {
+			return err
+		}
+		if _, err := w.Write(hj); err != nil {
+			return err
+		}
+		_, err := w.Write(data.Bytes())
 		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	var lenBuf [8]byte
-	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(hj)))
-	_, err = f.Write(lenBuf[:])
-	if err == nil {
-		_, err = f.Write(hj)
-	}
-	if err == nil {
-		_, err = f.Write(data.Bytes())
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return os.Rename(tmp, path)
+	})
 }
 
 // MaxSafetensorsHeader caps the JSON header of a safetensors file (100 MiB, the limit of the reference

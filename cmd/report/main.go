@@ -19,7 +19,7 @@ import (
 
 func main() {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	db := fs.String("db", "results.db", "results database")
+	db := fs.String("db", dbDefault(), "results database: a SQLite file or a postgres:// URL (default $MIMLAB_DB, else results.db)")
 	sweep := fs.String("sweep", "", "only this sweep, or these (comma-separated); default: every trial (with --fill/--check: only their blocks)")
 	out := fs.String("out", "report", "output folder")
 	md := fs.Bool("markdown", false, "also write REPORT.md with the same tables (mean ± std over seeds)")
@@ -65,4 +65,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
+}
+
+// dbDefault is --db's default: $MIMLAB_DB, else results.db.
+func dbDefault() string {
+	if v := os.Getenv("MIMLAB_DB"); v != "" {
+		return v
+	}
+	return "results.db"
 }

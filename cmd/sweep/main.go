@@ -45,8 +45,11 @@ const usage = `usage:
   sweep status [--db results.db] [--sweep NAME]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
   sweep export --table trials|metrics|evals [--format csv|parquet] [-o FILE] [--db results.db]
-  sweep worker [--db results.db] [--runs runs] [--sweep NAME] [--device cpu|cuda] [--backend B] [-j N]
+  sweep worker [--db results.db] [--runs runs] [--sweep NAME[,NAME...]] [--device cpu|cuda] [--backend B] [-j N]
                                   claim and run trials from the database alone (specs are read from it)
+  sweep submit --slurm [--db postgres://...] [--runs SHARED/runs] [--array-parallel K] [--array-size N] [--partition P]
+               [--account A] [--time T] [--cpus-per-task C] [--gpus-per-task G] [--sbatch-option=--qos=X]... [--dry-run] specs...
+                                  register the specs and launch a Slurm array job of workers (prints the job id)
   sweep list                      every registered component by kind, its keys, defaults and allowed values
   sweep fetch-ort
 `
@@ -78,6 +81,8 @@ func main() {
 		err = cmdList(os.Args[2:])
 	case "worker":
 		err = cmdWorker(os.Args[2:])
+	case "submit":
+		err = cmdSubmit(os.Args[2:])
 	case "fetch-ort":
 		var p string
 		p, err = nn.FetchORT(context.Background(), os.Stderr)
@@ -87,7 +92,7 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
-		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, list, worker, fetch-ort", os.Args[1])}
+		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, list, worker, submit, fetch-ort", os.Args[1])}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sweep:", err)
@@ -155,7 +160,7 @@ func cmdRun(args []string) error {
 	var sets multi
 	fs.Var(&sets, "set", "override key.path=value")
 	workers := fs.Int("j", 1, "trials in parallel")
-	db := fs.String("db", "results.db", "results database")
+	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
 	device := fs.String("device", "", "cpu or cuda (default: each spec's train.device)")
 	backend := fs.String("backend", "", "auto, ort, go or xla (default: each spec's train.backend)")
 	retry := fs.Bool("retry-failed", false, "run failed trials again")
@@ -185,7 +190,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(*db)
+	st, err := openStore(*db)
 	if err != nil {
 		return err
 	}
@@ -212,7 +217,7 @@ func cmdRun(args []string) error {
 
 func cmdWorker(args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	db := fs.String("db", "results.db", "results database")
+	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
 	runs := fs.String("runs", "runs", "folder for checkpoints and exports (shared by the workers)")
 	sw := fs.String("sweep", "", "only this sweep (default: every sweep in the database)")
 	device := fs.String("device", "cpu", "cpu or cuda")
@@ -319,7 +324,29 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
+// dbDefault is --db's default: $MIMLAB_DB, else results.db.
+func dbDefault() string {
+	if v := os.Getenv("MIMLAB_DB"); v != "" {
+		return v
+	}
+	return "results.db"
+}
+
+// openStore opens the database of a command that writes (run, worker, submit); PostgreSQL retries are
+// reported on stderr.
+func openStore(db string) (*store.Store, error) {
+	st, err := store.Open(db)
+	if err != nil {
+		return nil, err
+	}
+	st.Log = os.Stderr
+	return st, nil
+}
+
 func openExisting(db string) (*store.Store, error) {
+	if store.IsURL(db) {
+		return openStore(db)
+	}
 	if !store.Exists(db) {
 		return nil, exitErr{2, fmt.Errorf("--db %s: no such results database (run `sweep run` first)", db)}
 	}
@@ -328,7 +355,7 @@ func openExisting(db string) (*store.Store, error) {
 
 func cmdStatus(args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	db := fs.String("db", "results.db", "results database")
+	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
 	sw := fs.String("sweep", "", "only this sweep")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -370,6 +397,13 @@ func cmdStatus(args []string) error {
 		}
 	}
 	fmt.Println(r.Summary())
+	if len(r.Leases) > 0 {
+		fmt.Println("running (lease renewed by each heartbeat; expired after 6 missed heartbeats):")
+		fmt.Printf("  %-5s %-20s %-8s %-8s %s\n", "id", "host", "pid", "step", "lease age")
+		for _, l := range r.Leases {
+			fmt.Printf("  %-5d %-20s %-8d %-8d %s\n", l.TrialID, experiment.Printable(l.Host()), l.PID(), l.Step, l.Age().Round(100*time.Millisecond))
+		}
+	}
 	if len(r.References) > 0 {
 		fmt.Println("reference rows (same splits):")
 		for _, ref := range r.References {
@@ -426,7 +460,7 @@ func exportTable(db, table, format, out string) error {
 
 func cmdExport(args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	db := fs.String("db", "results.db", "results database")
+	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
 	id := fs.Int64("trial", 0, "trial id (see `sweep status`)")
 	weights := fs.String("weights", "", "write the encoder's weights (timm names) to this .safetensors file")
 	features := fs.String("features", "", "train or test: write frozen-encoder features")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mimlab/framework/store"
+	"mimlab/framework/store/pgtest"
 )
 
 var binary string
@@ -30,6 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

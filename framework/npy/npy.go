@@ -10,7 +10,6 @@ import (
 	"io"
 	"math"
 	"mimlab/framework/files"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -43,11 +42,10 @@ func write(path string, hdr []byte, data any, n int, shape []int) error {
 	if err := binary.Write(&b, binary.LittleEndian, data); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+	return files.WriteAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(b.Bytes())
 		return err
-	}
-	return os.Rename(tmp, path)
+	})
 }
 
 // WriteFloat32 writes a float32 array of the given shape.

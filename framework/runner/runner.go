@@ -31,6 +31,8 @@ type Recorder interface {
 	Artifact(kind, path string) error
 	Store() *store.Store
 	Log() io.Writer
+	// Owner is the worker holding the trial ("host:pid/wN").
+	Owner() string
 }
 
 // Job runs one trial; it returns ctx.Err() (or an error wrapping it) when cancelled after checkpointing.
@@ -127,6 +129,7 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 type recorder struct {
 	st    *store.Store
 	trial int64
+	owner string
 	log   io.Writer
 	mu    sync.Mutex
 	step  int
@@ -169,6 +172,7 @@ func (r *recorder) Artifact(kind, path string) error {
 	return nil
 }
 func (r *recorder) Store() *store.Store { return r.st }
+func (r *recorder) Owner() string       { return r.owner }
 func (r *recorder) Log() io.Writer      { return r.log }
 func (r *recorder) current() int {
 	r.mu.Lock()
@@ -178,8 +182,12 @@ func (r *recorder) current() int {
 
 var errWatchdog = errors.New("watchdog")
 
+// ErrLostLease is the cause of a job's cancellation when another worker has claimed its trial: the job must
+// stop without writing a checkpoint (the new owner writes them now).
+var ErrLostLease = errors.New("lost its lease")
+
 func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, opt Options, job Job) (state, reason string, recorded bool) {
-	rec := &recorder{st: st, trial: t.ID, log: opt.Log, step: t.Step, last: time.Now()}
+	rec := &recorder{st: st, trial: t.ID, owner: owner, log: opt.Log, step: t.Step, last: time.Now()}
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	done := make(chan struct{})
@@ -194,7 +202,11 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 				rec.mu.Lock()
 				step, last := rec.step, rec.last
 				rec.mu.Unlock()
-				if err := st.Heartbeat(t.ID, owner, step); err != nil {
+				if err := st.Heartbeat(t.ID, owner, step); errors.Is(err, store.ErrNotOwner) {
+					// Another worker claimed it (this one's lease expired: a stall longer than the lease, or
+					// the database away that long): stop without writing anything more for it.
+					cancel(fmt.Errorf("%w: %v", ErrLostLease, err))
+				} else if err != nil {
 					fmt.Fprintf(opt.Log, "trial %d %s: heartbeat: %v\n", t.ID, t.Name, err)
 				}
 				if opt.Watchdog > 0 && time.Since(last) > opt.Watchdog {
@@ -208,6 +220,9 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 	switch {
 	case err == nil:
 		state = store.Done
+	case errors.Is(context.Cause(jctx), ErrLostLease):
+		fmt.Fprintf(opt.Log, "trial %d %s: stopped: %v\n", t.ID, t.Name, context.Cause(jctx))
+		return store.Pending, context.Cause(jctx).Error(), true
 	case errors.Is(context.Cause(jctx), errWatchdog):
 		state, reason = store.Failed, context.Cause(jctx).Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %s\n", t.ID, t.Name, reason)

@@ -68,7 +68,7 @@ func TestPostgresConnectErrors(t *testing.T) {
 // The server going away for a few seconds (a restart) does not fail a worker's statements: they are retried
 // with backoff and succeed once it is back, and claims stay exclusive across the gap.
 func TestPostgresRestartIsRetried(t *testing.T) {
-	srv := pgtest.Require(t)
+	srv := pgtest.Private(t)
 	db := srv.NewDB(t)
 	s := openT(t, db)
 	sw := sweepOf(t, s, 30)

@@ -458,10 +458,17 @@ func (s *Store) Unfinished(sweepID int64) (int, error) {
 	return n, err
 }
 
-// Heartbeat records that the owner is alive and at step.
+// Heartbeat renews the owner's lease on a running trial and records its step; it returns an error wrapping
+// ErrNotOwner when another worker holds the trial now (this one's lease expired and it was reclaimed).
 func (s *Store) Heartbeat(id int64, owner string, step int) error {
-	_, err := s.Exec(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`, now(), step, id, owner)
-	return err
+	r, err := s.Exec(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`, now(), step, id, owner)
+	if err != nil {
+		return err
+	}
+	if n, err := r.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("trial %d: %w", id, ErrNotOwner)
+	}
+	return nil
 }
 
 // Finish marks a trial done or failed (with the reason), or back to pending (interrupted).
@@ -784,8 +791,12 @@ func ValidHash(h string) bool {
 	return true
 }
 
-// Exists says whether path holds a file (a results database the CLI must not create by accident).
+// Exists says whether path holds a file (a results database the CLI must not create by accident); a
+// PostgreSQL URL counts as existing (Open says what is wrong with it).
 func Exists(path string) bool {
+	if IsURL(path) {
+		return true
+	}
 	st, err := os.Stat(path)
 	return err == nil && !st.IsDir() && !strings.HasSuffix(path, "/")
 }

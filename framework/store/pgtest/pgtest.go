@@ -100,6 +100,33 @@ func start() (*Server, error) {
 	return &Server{URL: strings.TrimSpace(string(out)), Dir: dir, script: script, own: true}, nil
 }
 
+// Private starts a server of the test's own (stopped when it ends), for tests that stop or restart it while
+// other packages' tests use the shared one.
+func Private(t testing.TB) *Server {
+	t.Helper()
+	Require(t) // the same skip-or-fail rule
+	script, err := repoScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "mimlab-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	out, err := exec.Command(script, "start", dir).Output()
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf(".ci/pg start: %v", err)
+	}
+	s := &Server{URL: strings.TrimSpace(string(out)), Dir: dir, script: script, own: true}
+	t.Cleanup(func() {
+		exec.Command(script, "stop", dir).Run()
+		os.RemoveAll(dir)
+	})
+	return s
+}
+
 // NewDB creates an empty database for this test and returns its URL (dropped when the test ends).
 func (s *Server) NewDB(t testing.TB) string {
 	t.Helper()

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"mimlab/experiment"
+	"mimlab/framework/store"
+	"mimlab/nn"
+)
+
+// slurmJob is what an sbatch script for a sweep's workers says.
+type slurmJob struct {
+	Name                          string // job name
+	Tasks, Parallel               int    // array size, tasks at once
+	Partition, Account, Time      string
+	CPUsPerTask, GPUsPerTask      int
+	Binary, DB, Runs, Sweeps, Log string
+	Device, Backend               string
+	Extra                         []string // more #SBATCH lines, verbatim
+}
+
+// script renders the sbatch script: an array job whose every task runs `sweep worker` against the database.
+// The database URL is not written into it: the job inherits MIMLAB_DB from the submitting environment.
+func (j slurmJob) script() string {
+	var b strings.Builder
+	b.WriteString("#!/bin/bash\n")
+	fmt.Fprintf(&b, "# mimlab workers for sweep %s, written by `sweep submit --slurm` on %s.\n", j.Sweeps, time.Now().Format(time.RFC3339))
+	b.WriteString("# Each array task is one `sweep worker`: it claims trials from the database until none is left, so a\n")
+	b.WriteString("# task that starts when the sweep is finished exits at once. Results: `sweep status --db $MIMLAB_DB`.\n")
+	fmt.Fprintf(&b, "#SBATCH --job-name=%s\n", j.Name)
+	fmt.Fprintf(&b, "#SBATCH --array=0-%d%%%d\n", j.Tasks-1, j.Parallel)
+	fmt.Fprintf(&b, "#SBATCH --cpus-per-task=%d\n", j.CPUsPerTask)
+	if j.GPUsPerTask > 0 {
+		fmt.Fprintf(&b, "#SBATCH --gpus-per-task=%d\n", j.GPUsPerTask)
+	}
+	if j.Partition != "" {
+		fmt.Fprintf(&b, "#SBATCH --partition=%s\n", j.Partition)
+	}
+	if j.Account != "" {
+		fmt.Fprintf(&b, "#SBATCH --account=%s\n", j.Account)
+	}
+	if j.Time != "" {
+		fmt.Fprintf(&b, "#SBATCH --time=%s\n", j.Time)
+	}
+	fmt.Fprintf(&b, "#SBATCH --output=%s\n", filepath.Join(j.Log, "%A_%a.out"))
+	b.WriteString("#SBATCH --export=ALL\n")
+	for _, e := range j.Extra {
+		fmt.Fprintf(&b, "#SBATCH %s\n", e)
+	}
+	b.WriteString("set -eu\n")
+	b.WriteString(": \"${MIMLAB_DB:?the job needs MIMLAB_DB (the results database), exported when it is submitted}\"\n")
+	fmt.Fprintf(&b, "exec %s worker --db \"$MIMLAB_DB\" --runs %s --sweep %s --device %s --backend %s\n",
+		shellQuote(j.Binary), shellQuote(j.Runs), shellQuote(j.Sweeps), j.Device, j.Backend)
+	return b.String()
+}
+
+func shellQuote(s string) string {
+	if regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`).MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+var timeRE = regexp.MustCompile(`^(\d+-)?\d+(:\d+){0,2}$|^\d+$`)
+
+// cmdSubmit registers specs in the database and launches their workers on a cluster.
+func cmdSubmit(args []string) error {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	var sets, extra multi
+	fs.Var(&sets, "set", "override key.path=value")
+	fs.Var(&extra, "sbatch-option", "one more #SBATCH line, e.g. --sbatch-option=--qos=short (repeatable)")
+	slurm := fs.Bool("slurm", false, "launch the workers as a Slurm array job (the one launcher so far; required)")
+	db := fs.String("db", dbDefault(), "results database the workers share: postgres://user@host/dbname (default $MIMLAB_DB)")
+	runs := fs.String("runs", "runs", "runs folder on a file system every node mounts (checkpoints, exports, job logs)")
+	parallel := fs.Int("array-parallel", 4, "array tasks (workers) running at once")
+	tasks := fs.Int("array-size", 0, "array tasks in all (default: the trials left to run, at most 1000)")
+	partition := fs.String("partition", "", "Slurm partition")
+	account := fs.String("account", "", "Slurm account")
+	timeLimit := fs.String("time", "", "time limit of each task (Slurm format: 30, 1:00:00, 2-00:00:00)")
+	cpus := fs.Int("cpus-per-task", 2, "CPUs per task")
+	gpus := fs.Int("gpus-per-task", 0, "GPUs per task (then the workers run with --device cuda)")
+	device := fs.String("device", "", "cpu or cuda (default: cuda when --gpus-per-task > 0)")
+	backend := fs.String("backend", "auto", "auto, ort, go or xla")
+	dryRun := fs.Bool("dry-run", false, "print the sbatch script; register nothing, submit nothing")
+	sbatch := fs.String("sbatch", "sbatch", "the sbatch command")
+	files, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !*slurm:
+		return exitErr{2, fmt.Errorf("submit needs a launcher: --slurm (an sbatch array job of `sweep worker`s)")}
+	case *parallel < 1:
+		return exitErr{2, fmt.Errorf("--array-parallel %d: must be >= 1", *parallel)}
+	case *tasks < 0 || *tasks > 100000:
+		return exitErr{2, fmt.Errorf("--array-size %d: must be in [1, 100000] (0 = the trials left)", *tasks)}
+	case *cpus < 1 || *gpus < 0:
+		return exitErr{2, fmt.Errorf("--cpus-per-task %d, --gpus-per-task %d: need >= 1 CPU and >= 0 GPUs", *cpus, *gpus)}
+	case *timeLimit != "" && !timeRE.MatchString(*timeLimit):
+		return exitErr{2, fmt.Errorf("--time %q: want minutes, MM:SS, HH:MM:SS or D-HH:MM:SS", *timeLimit)}
+	case !contains(nn.Backends, *backend):
+		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
+	}
+	for _, e := range extra {
+		if !strings.HasPrefix(e, "--") || strings.ContainsAny(e, "\n\r") {
+			return exitErr{2, fmt.Errorf("--sbatch-option %q: want one sbatch option such as --qos=short", e)}
+		}
+	}
+	dev := *device
+	if dev == "" {
+		dev = map[bool]string{true: "cuda", false: "cpu"}[*gpus > 0]
+	}
+	if dev != "cpu" && dev != "cuda" {
+		return exitErr{2, fmt.Errorf("--device %q: allowed values are cpu, cuda", dev)}
+	}
+	ps, err := plan(files, sets)
+	if err != nil {
+		return err
+	}
+	absRuns, err := filepath.Abs(*runs)
+	if err != nil {
+		return err
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if strings.Contains(bin, string(filepath.Separator)+"go-build") {
+		fmt.Fprintf(os.Stderr, "sweep submit: this binary (%s) is a `go run` temporary that the nodes will not find: build one on the shared file system (go build -o /shared/bin/sweep ./cmd/sweep) and submit with it\n", bin)
+	}
+	dbArg := *db
+	if !store.IsURL(dbArg) {
+		if dbArg, err = filepath.Abs(dbArg); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "sweep submit: --db %s is a SQLite file: workers on several hosts need it on a shared file system whose locks work; PostgreSQL (--db postgres://...) is the safe choice for a cluster\n", dbArg)
+	}
+	job := slurmJob{Parallel: *parallel, Partition: *partition, Account: *account, Time: *timeLimit, CPUsPerTask: *cpus,
+		GPUsPerTask: *gpus, Binary: bin, DB: dbArg, Runs: absRuns, Log: filepath.Join(absRuns, "slurm"), Device: dev, Backend: *backend, Extra: extra}
+	var sbatchPath string
+	if !*dryRun { // before anything is registered: a host without Slurm leaves the database as it was
+		if sbatchPath, err = exec.LookPath(*sbatch); err != nil {
+			return fmt.Errorf("%s not found on PATH: run submit on a Slurm login node (or print the script with --dry-run): %w", *sbatch, err)
+		}
+	}
+	var names []string
+	left := 0
+	if *dryRun {
+		for _, p := range ps {
+			names = append(names, p.Raw.Name)
+			left += len(p.Trials)
+		}
+	} else {
+		st, err := openStore(dbArg)
+		if err != nil {
+			return err
+		}
+		res, err := experiment.RunSpecs(context.Background(), st, ps, experiment.RunOptions{RegisterOnly: true, Runs: absRuns, Log: os.Stderr})
+		st.Close()
+		if err != nil {
+			return err
+		}
+		for _, s := range res.Sweeps {
+			names = append(names, s.Name)
+			left += s.Left
+		}
+	}
+	job.Sweeps = strings.Join(names, ",")
+	job.Name = "mimlab-" + strings.NewReplacer(",", "+", "@", "-r").Replace(job.Sweeps)
+	job.Tasks = *tasks
+	if job.Tasks == 0 {
+		job.Tasks = min(max(left, 1), 1000)
+	}
+	job.Parallel = min(job.Parallel, job.Tasks)
+	text := job.script()
+	if *dryRun {
+		fmt.Print(text)
+		return nil
+	}
+	if left == 0 {
+		fmt.Fprintf(os.Stderr, "sweep submit: every trial of %s is done; nothing to submit\n", job.Sweeps)
+		return nil
+	}
+	if err := os.MkdirAll(job.Log, 0o755); err != nil {
+		return err
+	}
+	scriptPath := filepath.Join(job.Log, fmt.Sprintf("%s-%s.sbatch", job.Name, time.Now().Format("20060102-150405")))
+	if err := os.WriteFile(scriptPath, []byte(text), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command(sbatchPath, "--parsable", scriptPath)
+	cmd.Env = append(os.Environ(), "MIMLAB_DB="+dbArg)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("sbatch refused the job (exit %d): %s (script: %s; the trials stay registered, pending, for another submit or `sweep run`)", ee.ExitCode(), strings.TrimSpace(errOut.String()), scriptPath)
+		}
+		return fmt.Errorf("running sbatch: %w", err)
+	}
+	id := strings.TrimSpace(strings.Split(strings.TrimSpace(out.String()), ";")[0])
+	if _, err := strconv.Atoi(id); err != nil {
+		return fmt.Errorf("sbatch answered %q, not a job id (script: %s)", out.String(), scriptPath)
+	}
+	fmt.Println(id)
+	fmt.Fprintf(os.Stderr, "sweep submit: job %s: %d array tasks, %d at once, for %d trials of %s (script %s; logs %s; watch with squeue -j %s and sweep status --db ...)\n",
+		id, job.Tasks, job.Parallel, left, job.Sweeps, scriptPath, job.Log, id)
+	return nil
+}
