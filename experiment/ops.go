@@ -77,7 +77,7 @@ func PointJSON(t sweep.Trial) string {
 func (p Planned) NewTrials() []store.NewTrial {
 	var out []store.NewTrial
 	for _, t := range p.Trials {
-		out = append(out, store.NewTrial{Hash: t.Hash, Name: t.Label, Spec: t.Full(), Point: PointJSON(t)})
+		out = append(out, store.NewTrial{Hash: t.Hash, Name: t.Label, Spec: t.Full(), Point: PointJSON(t), Label: t.Display})
 	}
 	return out
 }

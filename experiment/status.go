@@ -1,11 +1,13 @@
 package experiment
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 
 	"mimlab/eval"
+	"mimlab/framework/labels"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
@@ -18,6 +20,9 @@ type TrialStatus struct {
 	Has   bool                          // a loss was logged
 	Top1  map[string]float64            // protocol -> top-1 accuracy
 	Evals map[string]map[string]float64 // everything evaluated
+	// Short is its configuration's short name (framework/labels: the spec's [sweep] labels, else the keys
+	// that differ among the trials shown) with its seed.
+	Short string
 	// AlongSteps are the pretraining steps it was evaluated at along training (eval.at_steps), sorted.
 	AlongSteps []int
 }
@@ -102,6 +107,7 @@ func Status(st *store.Store, sweep string) (*StatusReport, error) {
 		}
 		r.Trials = append(r.Trials, ts)
 	}
+	shortNames(r.Trials)
 	if r.Leases, err = st.Running(sweep); err != nil {
 		return nil, fmt.Errorf("%s: %w", st.Path, err)
 	}
@@ -129,4 +135,46 @@ func Printable(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// shortNames fills each trial's Short: its configuration's short name among the trials shown, and its seed.
+func shortNames(ts []TrialStatus) {
+	var lcs []labels.Config
+	seen := map[string]bool{}
+	key := func(t store.Trial) (string, labels.Config) {
+		var p map[string]any
+		if json.Unmarshal([]byte(t.Point), &p) != nil || p == nil {
+			p = store.PointFromName(t.Name)
+		}
+		pt := map[string]string{}
+		for k, v := range p {
+			if k != "train.seed" {
+				pt[k] = fmt.Sprint(v)
+			}
+		}
+		name := t.Name
+		if i := strings.Index(name, "["); i >= 0 {
+			name = name[:i]
+		}
+		b, _ := json.Marshal(pt)
+		k := name + string(b)
+		return k, labels.Config{Key: k, Label: t.Label, Sweep: name, Point: pt}
+	}
+	for _, t := range ts {
+		if k, c := key(t.Trial); !seen[k] {
+			seen[k] = true
+			lcs = append(lcs, c)
+		}
+	}
+	short := labels.Short(lcs)
+	for i, t := range ts {
+		k, _ := key(t.Trial)
+		ts[i].Short = short[k]
+		var p map[string]any
+		if json.Unmarshal([]byte(t.Point), &p) == nil {
+			if sd, ok := p["train.seed"]; ok {
+				ts[i].Short += fmt.Sprintf(" seed=%v", sd)
+			}
+		}
+	}
 }

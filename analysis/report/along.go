@@ -15,8 +15,21 @@ import (
 // had them), then every other reading name (evals.protocol with a top1 metric) the trials have, in column
 // order.
 func readingsOf(evals ...map[string]map[string]float64) []string {
-	seen := map[string]bool{"linear": true, "knn": true, "attentive": true}
-	out := []string{"linear", "knn", "attentive"}
+	return readings(true, evals...)
+}
+
+// readingsPresent are the reading names the trials have, and only those, in column order.
+func readingsPresent(evals ...map[string]map[string]float64) []string {
+	return readings(false, evals...)
+}
+
+func readings(base bool, evals ...map[string]map[string]float64) []string {
+	seen := map[string]bool{}
+	var out []string
+	if base {
+		seen = map[string]bool{"linear": true, "knn": true, "attentive": true}
+		out = []string{"linear", "knn", "attentive"}
+	}
 	for _, ev := range evals {
 		for p, m := range ev {
 			if _, ok := m["top1"]; ok && !seen[p] {
@@ -71,6 +84,7 @@ func alongSection(st *store.Store, sweep string, label func(store.Trial) string,
 		}
 		all = append(all, ts...)
 	}
+	label = shortNames(all, label)
 	var trials []alongTrial
 	var configs []string
 	seeds := map[string]int{}
@@ -102,7 +116,7 @@ func alongSection(st *store.Store, sweep string, label func(store.Trial) string,
 	if !any {
 		return nil, nil
 	}
-	readings := readingsOf(evs...)
+	readings := readingsPresent(evs...)
 	stepSet := map[int]bool{}
 	for _, t := range trials {
 		for s := range t.ByStep {

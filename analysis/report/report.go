@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"mimlab/framework/labels"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
@@ -86,7 +87,8 @@ func Watch(ctx context.Context, opt Options, interval time.Duration) error {
 // trialInfo is a done trial with what the report needs.
 type trialInfo struct {
 	store.Trial
-	Config string            // the label without the seed: trials of one configuration across seeds
+	Config string            // the configuration's short name (labels.Short): trials of one configuration across seeds
+	Full   string            // its full name: the spec name and every swept key but the seed
 	Point  map[string]string // sweep point
 	Evals  map[string]map[string]float64
 }
@@ -219,15 +221,77 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 	if len(trials) == 0 {
 		return nil, nil, nil, fmt.Errorf("%s has no finished trials%s: %w", st.Path, map[bool]string{true: " in sweep " + sweep, false: ""}[sweep != ""], errNoFinished)
 	}
+	// Short names: the keys that differ among the sweep's configurations (all its trials, so that a running
+	// sweep's names do not change as trials finish), or the spec's [sweep] labels.
+	shortOf := shortNames(all, labeler(sweep))
+	short := map[string]string{}
+	for _, t := range trials {
+		if t.Config == labeler(sweep)(t.Trial) {
+			short[t.Config] = shortOf(t.Trial)
+		} else {
+			short[t.Config] = t.Config // a spec edited under one name: its configurations keep their hashes
+		}
+	}
 	var configs []string
 	byConfig := map[string][]trialInfo{}
-	for _, t := range trials {
+	for i := range trials {
+		trials[i].Full = trials[i].Config
+		trials[i].Config = short[trials[i].Config]
+		t := trials[i]
 		if _, ok := byConfig[t.Config]; !ok {
 			configs = append(configs, t.Config)
 		}
 		byConfig[t.Config] = append(byConfig[t.Config], t)
 	}
 	return trials, configs, byConfig, nil
+}
+
+// labelConfig is what labels.Short needs of a configuration whose full name is key.
+func labelConfig(t store.Trial, key string) labels.Config {
+	p := pointOf(t)
+	delete(p, "train.seed")
+	name := t.Name
+	if i := strings.Index(name, "["); i >= 0 {
+		name = name[:i]
+	}
+	return labels.Config{Key: key, Label: t.Label, Sweep: name, Point: p}
+}
+
+// shortNames names every configuration of a sweep's trials (any state) as load does for the done ones.
+func shortNames(trials []store.Trial, full func(store.Trial) string) func(store.Trial) string {
+	var lcs []labels.Config
+	seen := map[string]bool{}
+	for _, t := range trials {
+		if k := full(t); !seen[k] {
+			seen[k] = true
+			lcs = append(lcs, labelConfig(t, k))
+		}
+	}
+	short := labels.Short(lcs)
+	return func(t store.Trial) string { return short[full(t)] }
+}
+
+// shortened says whether a key table says more than its names (some name is not its full swept keys).
+func shortened(t table) bool {
+	for _, r := range t.rows {
+		if r[0] != r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// keyTable lists what each short name stands for: the full swept keys of its configuration.
+func keyTable(configs []string, by map[string][]trialInfo) table {
+	tab := table{head: []string{"name", "swept keys (seed excluded)"}}
+	for _, c := range configs {
+		full := by[c][0].Full
+		if i := strings.Index(full, "["); i >= 0 {
+			full = strings.TrimSuffix(full[i+1:], "]")
+		}
+		tab.rows = append(tab.rows, []string{c, full})
+	}
+	return tab
 }
 
 // errNoFinished: a sweep has no done trial yet (its probes along training may still be reported).
@@ -390,6 +454,9 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 	if diff := differences(configs, by, protocols); len(diff.rows) > 0 {
 		sec.tables = append(sec.tables, diff)
 	}
+	if short := keyTable(configs, by); shortened(short) {
+		sec.tables = append(sec.tables, short)
+	}
 	if out == "" {
 		return sec, nil
 	}
@@ -397,7 +464,7 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 	if err := barChart(filepath.Join(out, img), "probe accuracy (error bars: ±1 std over seeds)", protocols, bars); err != nil {
 		return nil, err
 	}
-	sec.images = append(sec.images, figure{img, "Probe accuracies per configuration, with the reference rows"})
+	sec.images = append(sec.images, figure{img, "Probe accuracies: one bar is a configuration's mean over its seeds (error bar ±1 std), or a reference row"})
 	return sec, nil
 }
 
@@ -442,12 +509,43 @@ func curveSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 		if err := lineChart(filepath.Join(out, img), c, "step", "value", series); err != nil {
 			return nil, err
 		}
-		sec.images = append(sec.images, figure{img, c})
+		sec.images = append(sec.images, figure{img, c + ": each loss term, mean over seeds at each logged step, band ±1 std"})
 	}
 	return sec, nil
 }
 
-// axisSection plots accuracy against every swept key with at least two numeric values.
+// independent says whether key k was swept independently of the other swept keys (a grid or random axis):
+// two trials differ in k alone (seed aside). A key zipped with others (method.align_weight beside
+// method.name) never does, and a line along it would mean nothing.
+func independent(trials []trialInfo, k string) bool {
+	rest := func(t trialInfo) string {
+		var keys []string
+		for kk := range t.Point {
+			if kk != k && kk != "train.seed" {
+				keys = append(keys, kk)
+			}
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		for _, kk := range keys {
+			fmt.Fprintf(&b, "%s=%s\x00", kk, t.Point[kk])
+		}
+		return b.String()
+	}
+	vals := map[string]string{}
+	for _, t := range trials {
+		r := rest(t)
+		if v, ok := vals[r]; ok && v != t.Point[k] {
+			return true
+		}
+		vals[r] = t.Point[k]
+	}
+	return false
+}
+
+// axisSection plots accuracy against every numeric swept key with at least two values that was swept
+// independently (see independent); the other swept keys are held: one line (and table rows) per combination
+// of them.
 func axisSection(trials []trialInfo, out string) *section {
 	keys := map[string]map[float64]bool{}
 	for _, t := range trials {
@@ -463,58 +561,133 @@ func axisSection(trials []trialInfo, out string) *section {
 			}
 		}
 	}
-	sec := &section{title: "Accuracy against swept axes", text: "Mean ± std over seeds and over the other swept keys at each value."}
+	sec := &section{title: "Accuracy against swept axes", text: "Only keys swept on their own (a grid or random axis, where two configurations differ in that key alone) are plotted; " +
+		"keys zipped with others are not. The other swept keys are held: one line (and one block of rows) per combination of them. One point is the mean over seeds at that value, the band ±1 std."}
 	var names []string
 	for k, vals := range keys {
-		if len(vals) >= 2 {
+		if len(vals) >= 2 && independent(trials, k) {
 			names = append(names, k)
 		}
 	}
 	sort.Strings(names)
+	var evs []map[string]map[string]float64
+	for _, t := range trials {
+		evs = append(evs, t.Evals)
+	}
+	readings := readingsOf(evs...)
 	for i, k := range names {
-		var series []curve
-		var evs []map[string]map[string]float64
-		for _, t := range trials {
-			evs = append(evs, t.Evals)
+		// groups: the combinations of the other varying swept keys, named the short way
+		var lcs []labels.Config
+		groupKey := func(t trialInfo) string {
+			var ks []string
+			for kk := range t.Point {
+				if kk != k && kk != "train.seed" {
+					ks = append(ks, kk)
+				}
+			}
+			sort.Strings(ks)
+			var b strings.Builder
+			for _, kk := range ks {
+				fmt.Fprintf(&b, "%s=%s,", kk, t.Point[kk])
+			}
+			return b.String()
 		}
-		readings := readingsOf(evs...)
-		tab := table{head: append([]string{k}, readings...)}
+		seen := map[string]bool{}
+		var groups []string
+		for _, t := range trials {
+			g := groupKey(t)
+			if !seen[g] {
+				seen[g] = true
+				groups = append(groups, g)
+				p := map[string]string{}
+				for kk, v := range t.Point {
+					if kk != k && kk != "train.seed" {
+						p[kk] = v
+					}
+				}
+				lcs = append(lcs, labels.Config{Key: g, Point: p})
+			}
+		}
+		gname := labels.Short(lcs)
 		var xs []float64
 		for v := range keys[k] {
 			xs = append(xs, v)
 		}
 		sort.Float64s(xs)
-		rowsBy := map[float64][]string{}
-		for _, p := range readings {
-			cv := curve{name: p}
-			for _, x := range xs {
-				var v []float64
-				for _, t := range trials {
-					if f, err := strconv.ParseFloat(t.Point[k], 64); err == nil && f == x {
-						if a, ok := t.Evals[p]["top1"]; ok {
-							v = append(v, a)
-						}
+		head := append([]string{k}, readings...)
+		if len(groups) > 1 {
+			head = append([]string{"held"}, head...)
+		}
+		tab := table{head: head}
+		cell := func(g, p string, x float64) stats {
+			var v []float64
+			for _, t := range trials {
+				if f, err := strconv.ParseFloat(t.Point[k], 64); err == nil && f == x && groupKey(t) == g {
+					if a, ok := t.Evals[p]["top1"]; ok {
+						v = append(v, a)
 					}
 				}
-				s := summarize(v)
-				rowsBy[x] = append(rowsBy[x], s.String())
-				if s.N > 0 {
-					cv.x, cv.mean, cv.std = append(cv.x, x), append(cv.mean, s.Mean), append(cv.std, s.Std)
+			}
+			return summarize(v)
+		}
+		for _, g := range groups {
+			for _, x := range xs {
+				row := []string{strconv.FormatFloat(x, 'g', 6, 64)}
+				if len(groups) > 1 {
+					row = append([]string{gname[g]}, row...)
+				}
+				any := false
+				for _, p := range readings {
+					st := cell(g, p, x)
+					any = any || st.N > 0
+					row = append(row, st.String())
+				}
+				if any {
+					tab.rows = append(tab.rows, row)
 				}
 			}
-			if len(cv.x) > 0 {
-				series = append(series, cv)
-			}
-		}
-		for _, x := range xs {
-			tab.rows = append(tab.rows, append([]string{strconv.FormatFloat(x, 'g', 6, 64)}, rowsBy[x]...))
 		}
 		sec.tables = append(sec.tables, tab)
-		if len(series) > 0 && out != "" {
-			img := filepath.Join("figs", fmt.Sprintf("axis_%d.png", i))
-			if err := lineChart(filepath.Join(out, img), "top-1 against "+k, k, "top-1", series); err == nil {
-				sec.images = append(sec.images, figure{img, k})
+		if out == "" {
+			continue
+		}
+		plot := func(img, title string, series []curve, caption string) {
+			if len(series) == 0 {
+				return
 			}
+			if err := lineChart(filepath.Join(out, img), title, k, "top-1", series); err == nil {
+				sec.images = append(sec.images, figure{img, caption})
+			}
+		}
+		line := func(name, g, p string) curve {
+			cv := curve{name: name}
+			for _, x := range xs {
+				if st := cell(g, p, x); st.N > 0 {
+					cv.x, cv.mean, cv.std = append(cv.x, x), append(cv.mean, st.Mean), append(cv.std, st.Std)
+				}
+			}
+			return cv
+		}
+		if len(groups) == 1 {
+			var series []curve
+			for _, p := range readings {
+				if cv := line(p, groups[0], p); len(cv.x) > 0 {
+					series = append(series, cv)
+				}
+			}
+			plot(filepath.Join("figs", fmt.Sprintf("axis_%d.png", i)), "top-1 against "+k, series,
+				k+": one line per reading; one point is the mean over seeds at that value, the band ±1 std")
+			continue
+		}
+		for j, p := range readings {
+			var series []curve
+			for _, g := range groups {
+				if cv := line(gname[g], g, p); len(cv.x) > 0 {
+					series = append(series, cv)
+				}
+			}
+			plot(filepath.Join("figs", fmt.Sprintf("axis_%d_%d.png", i, j)), p+" against "+k, series,
+				p+" against "+k+": one line per combination of the other swept keys; one point is the mean over seeds, the band ±1 std")
 		}
 	}
 	if len(names) == 0 {

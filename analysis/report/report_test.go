@@ -148,7 +148,7 @@ func checkResultsDoc(t *testing.T, db, dir string) {
 		t.Fatalf("fill: %v %v", sw, err)
 	}
 	filled, _ := os.ReadFile(doc)
-	for _, want := range []string{"| masking.num_masked=3 | ", " ± ", "(n=2)", "masking.num_masked=3 − masking.num_masked=4", " sd)", "reference: synthetic, raw_pixels", "\nreading\n"} {
+	for _, want := range []string{"| num_masked=3 | ", " ± ", "(n=2)", "num_masked=3 − num_masked=4", "| num_masked=3 | masking.num_masked=3 |", " sd)", "reference: synthetic, raw_pixels", "\nreading\n"} {
 		if !strings.Contains(string(filled), want) {
 			t.Errorf("filled document lacks %q:\n%s", want, filled)
 		}

@@ -42,7 +42,7 @@ const usage = `usage:
   sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision] [--register-only] [--plain]
             [--runs runs] [--watchdog 15m] [-set key.path=value]... specs...
   sweep plan [-set key.path=value]... specs...
-  sweep status [--db results.db] [--sweep NAME]
+  sweep status [--db results.db] [--sweep NAME] [--full]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
   sweep export --table trials|metrics|evals [--format csv|parquet] [-o FILE] [--db results.db]
   sweep worker [--db results.db] [--runs runs] [--sweep NAME[,NAME...]] [--device cpu|cuda] [--backend B] [-j N]
@@ -357,6 +357,7 @@ func cmdStatus(args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
 	sw := fs.String("sweep", "", "only this sweep")
+	full := fs.Bool("full", false, "name trials by every swept key (default: the short name, [sweep] labels or the keys that differ)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -388,7 +389,11 @@ func cmdStatus(args []string) error {
 			}
 			line += fmt.Sprintf(" %-*s", colWidth(p), v)
 		}
-		fmt.Printf("%s %-9s %s\n", line, experiment.Printable(t.Hash[:min(8, len(t.Hash))]), experiment.Printable(t.Name))
+		name := t.Short
+		if *full || name == "" {
+			name = t.Name
+		}
+		fmt.Printf("%s %-9s %s\n", line, experiment.Printable(t.Hash[:min(8, len(t.Hash))]), experiment.Printable(name))
 		if len(t.AlongSteps) > 0 {
 			fmt.Printf("     probed along training at steps %v\n", t.AlongSteps)
 		}

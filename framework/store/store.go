@@ -71,6 +71,8 @@ var migrations = []string{
 	ALTER TABLE evals_new RENAME TO evals;`,
 	// 4: how many times a trial was claimed again after its lease expired (retries are bounded).
 	`ALTER TABLE trials ADD COLUMN reclaims INTEGER NOT NULL DEFAULT 0;`,
+	// 5: a configuration's display name from [sweep] labels (display only: not part of the identity).
+	`ALTER TABLE trials ADD COLUMN label TEXT;`,
 }
 
 // Final is the step of a trial's final evaluation in the evals table.
@@ -339,11 +341,13 @@ type Trial struct {
 	// LegacyHash is the identity the trial had before a re-identification ("" if none): its runs folder
 	// may still be under that name.
 	LegacyHash string
+	Label      string // [sweep] labels' name for its configuration ("" = none)
 }
 
 // NewTrial is a trial to register; Point is the sweep point as a JSON object.
 type NewTrial struct {
 	Hash, Name, Spec, Point string
+	Label                   string // [sweep] labels' name for its configuration ("" = none)
 }
 
 // AddSweep registers a sweep and its trials (new trials pending; existing ones keep their state) in one
@@ -366,8 +370,10 @@ func (s *Store) AddSweep(name, specFile string, trials []NewTrial) (int64, error
 				}
 				point = string(b)
 			}
-			if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, point, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING`,
-				t.Hash, id, t.Name, t.Spec, point, now()); err != nil {
+			// an existing trial keeps everything but its display label (labels are not part of the identity)
+			if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, point, label, created_at) VALUES (?, ?, ?, ?, ?, NULLIF(?, ''), ?)
+				ON CONFLICT(hash) DO UPDATE SET label = excluded.label`,
+				t.Hash, id, t.Name, t.Spec, point, t.Label, now()); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(`INSERT INTO sweep_trials (sweep_id, trial_id) SELECT ?, id FROM trials WHERE hash = ? ON CONFLICT DO NOTHING`, id, t.Hash); err != nil {
@@ -601,8 +607,8 @@ func (s *Store) SetBaseline(key, dataset, arch, protocol, metric string, value f
 func (s *Store) TrialByID(id int64) (*Trial, error) {
 	t := &Trial{}
 	var errText sql.NullString
-	err := s.Scan(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '') FROM trials WHERE id = ?`, []any{id},
-		&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point, &t.LegacyHash)
+	err := s.Scan(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, ''), COALESCE(label, '') FROM trials WHERE id = ?`, []any{id},
+		&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point, &t.LegacyHash, &t.Label)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("no trial %d in %s", id, s.Path)
 	}
@@ -612,7 +618,7 @@ func (s *Store) TrialByID(id int64) (*Trial, error) {
 
 // Trials lists trials, of one sweep when sweep is not "".
 func (s *Store) Trials(sweep string) ([]Trial, error) {
-	q := `SELECT t.id, t.hash, t.name, t.spec, t.state, t.attempts, t.step, COALESCE(t.error, ''), COALESCE(t.sweep_id, 0), COALESCE(t.point, '{}'), COALESCE(t.legacy_hash, '') FROM trials t`
+	q := `SELECT t.id, t.hash, t.name, t.spec, t.state, t.attempts, t.step, COALESCE(t.error, ''), COALESCE(t.sweep_id, 0), COALESCE(t.point, '{}'), COALESCE(t.legacy_hash, ''), COALESCE(t.label, '') FROM trials t`
 	var args []any
 	if sweep != "" {
 		q += ` WHERE t.id IN (SELECT trial_id FROM sweep_trials st JOIN sweeps s ON s.id = st.sweep_id WHERE s.name = ?)`
@@ -626,7 +632,7 @@ func (s *Store) Trials(sweep string) ([]Trial, error) {
 	var out []Trial
 	for rows.Next() {
 		var t Trial
-		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID, &t.Point, &t.LegacyHash); err != nil {
+		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID, &t.Point, &t.LegacyHash, &t.Label); err != nil {
 			return nil, err
 		}
 		out = append(out, t)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -20,7 +21,13 @@ type Trial struct {
 	*spec.Resolved
 	Hash  string
 	Label string // the spec name and sweep point
+	// Display is the configuration's name from [sweep] labels ("" when the spec gives none: reports then
+	// build the shortest unambiguous name from the keys that differ).
+	Display string
 }
+
+// zipIndex is the hidden point key that carries a point's position in [sweep.zip] to its label.
+const zipIndex = "\x00zip"
 
 type point map[string]any
 
@@ -36,6 +43,8 @@ func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
 	var out []Trial
 	seen := map[string]bool{}
 	for _, p := range points {
+		zi, hasZip := p[zipIndex].(int)
+		delete(p, zipIndex)
 		tree := deepCopy(r.Tree)
 		delete(tree, "sweep")
 		keys := make([]string, 0, len(p))
@@ -56,6 +65,10 @@ func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
 			return nil, err
 		}
 		res.Point = p
+		display, err := labelOf(r, res, zi, hasZip)
+		if err != nil {
+			return nil, err
+		}
 		h := res.Hash()
 		if seen[h] {
 			continue
@@ -65,9 +78,70 @@ func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
 		if len(p) > 0 {
 			label += "[" + spec.PointString(p) + "]"
 		}
-		out = append(out, Trial{Resolved: res, Hash: h, Label: label})
+		out = append(out, Trial{Resolved: res, Hash: h, Label: label, Display: display})
 	}
 	return out, nil
+}
+
+var placeholder = regexp.MustCompile(`\{([^{}]*)\}`)
+
+// labelOf is a trial's configuration name from [sweep] labels: a list names the [sweep.zip] positions (one
+// label per position); a string is a template whose {section.key} placeholders take the trial's resolved
+// values ("{method.name}/{targets.name}"). "" when there is no labels key.
+func labelOf(r *spec.Raw, res *spec.Resolved, zi int, hasZip bool) (string, error) {
+	sw, _ := r.Tree["sweep"].(map[string]any)
+	switch l := sw["labels"].(type) {
+	case nil:
+		return "", nil
+	case []any:
+		z, _ := sw["zip"].(map[string]any)
+		n := -1
+		for _, v := range z {
+			if vs, ok := v.([]any); ok {
+				n = len(vs)
+			}
+		}
+		if !hasZip || n < 0 {
+			return "", sweepErr(r, "labels = [...] names the positions of [sweep.zip], and there is none: use a template such as labels = \"{method.name}/{targets.name}\"")
+		}
+		if len(l) != n {
+			return "", sweepErr(r, "labels has %d entries, [sweep.zip] %d positions: give one label per position", len(l), n)
+		}
+		seen := map[string]bool{}
+		for _, x := range l {
+			sx, ok := x.(string)
+			if !ok || strings.TrimSpace(sx) == "" || seen[sx] {
+				return "", sweepErr(r, "labels = %v: want distinct non-empty strings", l)
+			}
+			if err := spec.Printable("sweep.labels", sx); err != nil {
+				return "", sweepErr(r, "%v", err)
+			}
+			seen[sx] = true
+		}
+		return l[zi].(string), nil
+	case string:
+		if err := spec.Printable("sweep.labels", l); err != nil {
+			return "", sweepErr(r, "%v", err)
+		}
+		var bad error
+		out := placeholder.ReplaceAllStringFunc(l, func(m string) string {
+			key := m[1 : len(m)-1]
+			sec, k, ok := strings.Cut(key, ".")
+			cfg, has := res.Sections[sec]
+			if ok && has {
+				if v, ok := spec.Values(cfg, true)[k]; ok {
+					return fmt.Sprint(v)
+				}
+			}
+			if bad == nil {
+				bad = sweepErr(r, "labels = %q: {%s} is not a key of this spec (write {section.key}, e.g. {method.name})", l, key)
+			}
+			return m
+		})
+		return out, bad
+	default:
+		return "", sweepErr(r, "labels: want a list of strings (one per [sweep.zip] position) or a template string such as \"{method.name}/{targets.name}\"")
+	}
 }
 
 func sweepErr(r *spec.Raw, msg string, args ...any) error {
@@ -82,9 +156,9 @@ func points(r *spec.Raw) ([]point, error) {
 	}
 	for k := range sw {
 		switch k {
-		case "seeds", "grid", "zip", "random":
+		case "seeds", "grid", "zip", "random", "labels":
 		default:
-			return nil, sweepErr(r, "unknown key %q; allowed: seeds, grid, zip, random", k)
+			return nil, sweepErr(r, "unknown key %q; allowed: seeds, grid, zip, random, labels", k)
 		}
 	}
 	// grid
@@ -143,6 +217,7 @@ func points(r *spec.Raw) ([]point, error) {
 					for _, k := range keys {
 						q[k] = z[k].([]any)[i]
 					}
+					q[zipIndex] = i
 					next = append(next, q)
 				}
 			}
