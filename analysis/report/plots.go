@@ -7,7 +7,6 @@ import (
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 )
@@ -30,7 +29,7 @@ func lineChart(path, title, xl, yl string, cs []curve) error {
 	p.X.Label.Text, p.Y.Label.Text = xl, yl
 	p.Legend.Top = true
 	for i, c := range cs {
-		col := plotutil.Color(i)
+		col := colorOf(i)
 		if hasSpread(c.std) {
 			var poly plotter.XYs
 			for j := range c.x {
@@ -99,7 +98,7 @@ func barChart(path, title string, categories []string, groups []barGroup) error 
 		if err != nil {
 			return err
 		}
-		b.Color = plotutil.Color(i)
+		b.Color = colorOf(i)
 		b.LineStyle.Width = 0
 		off := (float64(i) - float64(len(groups)-1)/2) * float64(w)
 		b.Offset = vg.Length(off)
@@ -193,3 +192,15 @@ var tab10 = []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44,
 	{140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}, {23, 190, 207, 255}}
 
 func palette(i int) color.Color { return tab10[i%len(tab10)] }
+
+// tab20 is Tableau's 20 colours (strong and light pairs), so that up to 20 configurations and reference
+// rows in one chart get distinct colours (plotutil's default has 7, and a report of 8 configurations with 2
+// reference rows showed repeated colours).
+var tab20 = []color.NRGBA{
+	{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255},
+	{140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}, {23, 190, 207, 255},
+	{174, 199, 232, 255}, {255, 187, 120, 255}, {152, 223, 138, 255}, {255, 152, 150, 255}, {197, 176, 213, 255},
+	{196, 156, 148, 255}, {247, 182, 210, 255}, {199, 199, 199, 255}, {219, 219, 141, 255}, {158, 218, 229, 255},
+}
+
+func colorOf(i int) color.Color { return tab20[i%len(tab20)] }
