@@ -150,7 +150,7 @@ baselines = false
 				if err != nil {
 					b.Fatal(err)
 				}
-				c := exec.Command(bin, "worker", "--db", db, "--runs", filepath.Join(dir, "runs", fmt.Sprint(i)), "--backend", "go")
+				c := exec.Command(bin, "worker", "--db", db, "--runs", filepath.Join(b.TempDir(), "runs"), "--backend", "go")
 				var out bytes.Buffer
 				c.Stdout, c.Stderr = &out, &out
 				start := time.Now()
