@@ -159,7 +159,7 @@ func alongSection(st *store.Store, sweep string, label func(store.Trial) string,
 				case sm.N == 0:
 					row = append(row, "missing")
 				case sm.N < seeds[c]:
-					row = append(row, fmt.Sprintf("%s of %d", sm, seeds[c]))
+					row = append(row, strings.TrimSuffix(sm.String(), ")")+fmt.Sprintf(" of %d)", seeds[c]))
 				default:
 					row = append(row, sm.String())
 				}

@@ -336,7 +336,16 @@ func Generate(opt Options) error {
 		// only probes along training so far (a long sweep still running)
 		p := &page{title: "mimlab report", db: opt.DB, refresh: opt.Refresh}
 		p.add(along)
-		return p.write(filepath.Join(opt.Out, "index.html"))
+		if err := p.write(filepath.Join(opt.Out, "index.html")); err != nil {
+			return err
+		}
+		if opt.Markdown {
+			if err := os.WriteFile(filepath.Join(opt.Out, "REPORT.md"), []byte(p.markdown()), 0o644); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(opt.Log, "report: wrote %s (no trial finished yet: probes along training only)\n", filepath.Join(opt.Out, "index.html"))
+		return nil
 	}
 	p := &page{title: "mimlab report", db: opt.DB, refresh: opt.Refresh}
 	step := 0
