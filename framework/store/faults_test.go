@@ -46,6 +46,7 @@ func TestPostgresConnectErrors(t *testing.T) {
 			start := time.Now()
 			s, err := Open(c.url)
 			took := time.Since(start)
+			t.Logf("failed in %s: %v", took.Round(time.Millisecond), err)
 			if err == nil {
 				s.Close()
 				t.Fatal("opened")
