@@ -390,7 +390,11 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 		pending = pending[:0]
 		return err
 	}
+	lost := func() bool { return errors.Is(context.Cause(ctx), runner.ErrLostLease) }
 	checkpoint := func() error {
+		if lost() {
+			return context.Cause(ctx) // another worker owns the trial and its checkpoints now
+		}
 		if err := flush(); err != nil {
 			return err
 		}
@@ -421,7 +425,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 	bs := t.Cfg.Data.BatchSize
 	for tr.Step < total {
 		if ctx.Err() != nil {
-			if errors.Is(context.Cause(ctx), runner.ErrLostLease) {
+			if lost() {
 				return context.Cause(ctx) // another worker owns the trial and its checkpoints now
 			}
 			if err := checkpoint(); err != nil {

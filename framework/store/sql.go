@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -30,14 +31,22 @@ func IsURL(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
-// Redact is a database URL without its password, for messages and the Path field.
+// Redact is a database URL without its password (in the user part or a password= parameter), for messages
+// and the Path field; a URL that does not parse is not shown at all.
 func Redact(db string) string {
 	u, err := url.Parse(db)
-	if err != nil || u.User == nil {
-		return db
+	if err != nil {
+		return "postgres://(a URL that does not parse; not shown, it may hold a password)"
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
 }
@@ -104,10 +113,32 @@ func transient(err error) bool {
 	return false
 }
 
+// StatementTimeout bounds one attempt of a statement on PostgreSQL, so that a connection left half-open by a
+// lost server host fails and is retried instead of blocking (a heartbeat) for the kernel's keepalive.
+const StatementTimeout = time.Minute
+
 // retry runs fn, and on PostgreSQL runs it again with backoff (0.2 s doubling to 5 s) while it fails because
-// the server is away, for up to RetryFor; each wait is logged once.
+// the server is away, for up to RetryFor; each wait is logged.
 func (s *Store) retry(what string, fn func() error) error {
-	err := fn()
+	return s.retryCtx(context.Background(), what, func(context.Context) error { return fn() })
+}
+
+// retryCtx is retry with a context: ctx ends the waiting (Ctrl-C during an outage), and on PostgreSQL each
+// attempt runs under StatementTimeout.
+func (s *Store) retryCtx(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	attempt := func() error {
+		if s.Dialect != Postgres {
+			return fn(ctx)
+		}
+		actx, cancel := context.WithTimeout(ctx, StatementTimeout)
+		defer cancel()
+		err := fn(actx)
+		if err != nil && actx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s: %w", StatementTimeout, driver.ErrBadConn) // retried as a lost connection
+		}
+		return err
+	}
+	err := attempt()
 	if s.Dialect != Postgres || !transient(err) {
 		return err
 	}
@@ -116,8 +147,12 @@ func (s *Store) retry(what string, fn func() error) error {
 		if s.Log != nil {
 			fmt.Fprintf(s.Log, "store: %s: database unavailable (%v); retrying in %s\n", what, err, wait)
 		}
-		time.Sleep(wait)
-		err = fn()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		err = attempt()
 	}
 	if err != nil && transient(err) {
 		return fmt.Errorf("%s: database unavailable for %s: %w", what, s.RetryFor, err)
@@ -194,22 +229,14 @@ func (s *Store) InTx(fn func(tx *Tx) error) error {
 // answer, naming the host, and says when the password or the database is wrong.
 func openPostgres(dsn string, connectTimeout time.Duration) (*Store, error) {
 	red := Redact(dsn)
-	cfg, err := pgconn.ParseConfig(dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("--db %s: not a valid PostgreSQL URL: %w", red, err)
+		return nil, fmt.Errorf("--db %s: not a valid PostgreSQL URL (%s)", red, strings.ReplaceAll(err.Error(), dsn, red))
 	}
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > connectTimeout {
-		// applied below through the URL's connect_timeout (seconds) so the pool's connections use it too
-		u, _ := url.Parse(dsn)
-		q := u.Query()
-		q.Set("connect_timeout", fmt.Sprint(max(int(connectTimeout.Seconds()), 1)))
-		u.RawQuery = q.Encode()
-		dsn = u.String()
+		cfg.ConnectTimeout = connectTimeout
 	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("--db %s: %w", red, err)
-	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(8)
 	db.SetConnMaxIdleTime(time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout+time.Second)
@@ -236,8 +263,6 @@ func explainConnect(red, host string, port uint16, database, user string, err er
 	}
 	return fmt.Errorf("--db %s: cannot reach PostgreSQL at %s:%d: %w", red, host, port, err)
 }
-
-var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver
 
 // Raw is the underlying database handle, for tools and tests that speak the back end's own SQL
 // (placeholders ? on SQLite, $1 on PostgreSQL).

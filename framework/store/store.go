@@ -291,6 +291,11 @@ func (s *Store) Close() error { return s.db.Close() }
 // migrate applies the missing migrations in one write transaction (BEGIN IMMEDIATE on SQLite, an advisory
 // lock on PostgreSQL): two processes opening a new database at once cannot both apply the same migration.
 func (s *Store) migrate() error {
+	// Up to date: nothing to create or lock (a PostgreSQL role without CREATE on the schema can still use it).
+	var have int
+	if err := s.db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err == nil && have == len(migrations) {
+		return nil
+	}
 	return s.InTx(func(tx *Tx) error {
 		if s.Dialect == Postgres {
 			if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(7243311)`); err != nil {
@@ -415,7 +420,7 @@ func (s *Store) Sweeps(name string) ([]Sweep, error) {
 
 // RetryFailed puts the sweep's failed trials back to pending.
 func (s *Store) RetryFailed(sweepID int64) (int64, error) {
-	r, err := s.Exec(`UPDATE trials SET state = 'pending', error = NULL WHERE state = 'failed' AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID)
+	r, err := s.Exec(`UPDATE trials SET state = 'pending', error = NULL, reclaims = 0, owner = NULL WHERE state = 'failed' AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`, sweepID)
 	if err != nil {
 		return 0, err
 	}
@@ -430,26 +435,47 @@ const MaxReclaims = 3
 // older than stale (its process died), marks it running for owner and returns it; nil when none is left. A
 // trial whose lease expired more than MaxReclaims times is failed instead.
 func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale time.Duration) (*Trial, error) {
-	n := now()
-	if _, err := s.Exec(`UPDATE trials SET state = 'failed', heartbeat_at = NULL, finished_at = ?,
+	// Times are taken inside each attempt: a statement retried after an outage must not write a heartbeat
+	// from before it (the trial would look stale at once and be claimed again).
+	if err := s.retryCtx(ctx, "claim", func(ctx context.Context) error {
+		n := now()
+		_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE trials SET state = 'failed', heartbeat_at = NULL, finished_at = ?,
 			error = 'its lease expired ' || (reclaims + 1) || ' times (the worker died each time); not retried again'
-		WHERE state = 'running' AND heartbeat_at < ? AND reclaims >= ? AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`,
-		n, n-stale.Seconds(), MaxReclaims, sweepID); err != nil {
+		WHERE state = 'running' AND heartbeat_at < ? AND reclaims >= ? AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?)`),
+			n, n-stale.Seconds(), MaxReclaims, sweepID)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	lock := ""
 	if s.Dialect == Postgres {
 		lock = " FOR UPDATE OF t SKIP LOCKED" // concurrent claims skip the row being claimed
 	}
+	cols := `id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '')`
 	t := &Trial{}
-	err := s.retry("claim", func() error {
-		return s.db.QueryRowContext(ctx, s.rebind(`UPDATE trials SET state = 'running', attempts = attempts + 1, owner = ?, heartbeat_at = ?,
+	scan := func(row *sql.Row) error {
+		return row.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID, &t.Point, &t.LegacyHash)
+	}
+	attempt := 0
+	err := s.retryCtx(ctx, "claim", func(ctx context.Context) error {
+		attempt++
+		n := now()
+		if attempt > 1 {
+			// An earlier attempt may have committed before its reply was lost: this owner holds no trial
+			// while it claims, so a running trial under its name is that claim.
+			err := scan(s.db.QueryRowContext(ctx, s.rebind(`UPDATE trials SET heartbeat_at = ? WHERE id = (SELECT id FROM trials
+				WHERE owner = ? AND state = 'running' AND id IN (SELECT trial_id FROM sweep_trials WHERE sweep_id = ?) ORDER BY id LIMIT 1)
+				RETURNING `+cols), n, owner, sweepID))
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		return scan(s.db.QueryRowContext(ctx, s.rebind(`UPDATE trials SET state = 'running', attempts = attempts + 1, owner = ?, heartbeat_at = ?,
 			started_at = COALESCE(started_at, ?), error = NULL, reclaims = reclaims + CASE WHEN state = 'running' THEN 1 ELSE 0 END
 		WHERE id = (SELECT t.id FROM trials t JOIN sweep_trials st ON st.trial_id = t.id
 			WHERE st.sweep_id = ? AND (t.state = 'pending' OR (t.state = 'running' AND t.heartbeat_at < ?))
 			ORDER BY t.id LIMIT 1`+lock+`)
-		RETURNING id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '')`),
-			owner, n, n, sweepID, n-stale.Seconds()).Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID, &t.Point, &t.LegacyHash)
+		RETURNING `+cols), owner, n, n, sweepID, n-stale.Seconds()))
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -467,7 +493,12 @@ func (s *Store) Unfinished(sweepID int64) (int, error) {
 // Heartbeat renews the owner's lease on a running trial and records its step; it returns an error wrapping
 // ErrNotOwner when another worker holds the trial now (this one's lease expired and it was reclaimed).
 func (s *Store) Heartbeat(id int64, owner string, step int) error {
-	r, err := s.Exec(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`, now(), step, id, owner)
+	var r sql.Result
+	err := s.retryCtx(context.Background(), "heartbeat", func(ctx context.Context) (err error) {
+		// the time is taken per attempt: after an outage the heartbeat says now, not when it was first tried
+		r, err = s.db.ExecContext(ctx, s.rebind(`UPDATE trials SET heartbeat_at = ?, step = ? WHERE id = ? AND owner = ? AND state = 'running'`), now(), step, id, owner)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -483,7 +514,7 @@ func (s *Store) Finish(id int64, owner, state, reason string) error {
 	if state == Pending {
 		fin = nil
 	}
-	r, err := s.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ?`,
+	r, err := s.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ? AND state = 'running'`,
 		state, reason, fin, id, owner)
 	if err != nil {
 		return err

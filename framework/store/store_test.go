@@ -255,4 +255,45 @@ func testBoundedReclaims(t *testing.T, db string) {
 	if got.State != Failed || !strings.Contains(got.Error, fmt.Sprintf("lease expired %d times", MaxReclaims+1)) {
 		t.Fatalf("trial %+v", got)
 	}
+	// Its last owner cannot flip it back (Finish needs it running under that owner).
+	if err := s.Finish(1, fmt.Sprintf("h:%d/w0", MaxReclaims), Pending, "interrupted"); err == nil {
+		t.Fatal("a failed trial was finished by its old owner")
+	}
+	// --retry-failed starts its count again.
+	if n, err := s.RetryFailed(sw); err != nil || n != 1 {
+		t.Fatalf("retry: %d %v", n, err)
+	}
+	tr, err = s.Claim(context.Background(), sw, "again", time.Minute)
+	if err != nil || tr == nil {
+		t.Fatalf("not claimable after --retry-failed: %v", err)
+	}
+	var reclaims int
+	s.Scan(`SELECT reclaims FROM trials WHERE id = 1`, nil, &reclaims)
+	if reclaims != 0 {
+		t.Fatalf("reclaims %d after a retry", reclaims)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"postgres://u:secret@h:5432/db?sslmode=disable", "postgres://u:xxxxx@h:5432/db?sslmode=disable"},
+		{"postgres://u@h/db?password=secret", "postgres://u@h/db?password=xxxxx"},
+		{"postgres://u:p%zz@h/db", "postgres://(a URL that does not parse; not shown, it may hold a password)"},
+		{"postgres://u@h/db", "postgres://u@h/db"},
+	}
+	for _, c := range cases {
+		if got := Redact(c.in); got != c.want {
+			t.Errorf("Redact(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	for _, bad := range []string{"postgres://u:pa#ss@h/db", "postgres://u:pa?ss@h/db", "postgres://u:p%zz@h/db"} {
+		s, err := Open(bad) // must not panic, must not show the password
+		if err == nil {
+			s.Close()
+			continue
+		}
+		if strings.Contains(err.Error(), "pa#ss") || strings.Contains(err.Error(), "pa?ss") || strings.Contains(err.Error(), "p%zz") {
+			t.Errorf("Open(%q): the error shows the password: %v", bad, err)
+		}
+	}
 }
