@@ -26,12 +26,7 @@ func BenchmarkClaims(b *testing.B) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		b.Run(backend, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				var db string
-				if backend == "sqlite" {
-					db = filepath.Join(b.TempDir(), "r.db")
-				} else {
-					db = pgtest.Require(b).NewDB(b)
-				}
+				db := freshDB(b, backend)
 				rate, dups := claimRun(b, db, 16, 1000, 10*time.Millisecond)
 				b.ReportMetric(rate, "claims/s")
 				b.ReportMetric(float64(dups), "duplicates")
@@ -137,12 +132,7 @@ baselines = false
 		b.Run(backend, func(b *testing.B) {
 			var total time.Duration
 			for i := 0; i < b.N; i++ {
-				var db string
-				if backend == "sqlite" {
-					db = filepath.Join(b.TempDir(), "r.db")
-				} else {
-					db = pgtest.Require(b).NewDB(b)
-				}
+				db := freshDB(b, backend)
 				if out, err := exec.Command(bin, "run", "--register-only", "--db", db, spec).CombinedOutput(); err != nil {
 					b.Fatalf("%v\n%s", err, out)
 				}
@@ -173,4 +163,12 @@ baselines = false
 			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-first-step")
 		})
 	}
+}
+
+// freshDB is a new empty database of the back end ("sqlite" or "postgres").
+func freshDB(b *testing.B, backend string) string {
+	if backend == "sqlite" {
+		return filepath.Join(b.TempDir(), "r.db")
+	}
+	return pgtest.Require(b).NewDB(b)
 }

@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
+
+	"mimlab/data"
+	"mimlab/nn"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
-	"mimlab/data"
-	"mimlab/nn"
 )
 
 // FinetunePlan is what one fine-tuning run does, derived from [eval] and the labelled set's size.
@@ -49,6 +51,7 @@ func LabelledSubset(split *data.Split, classes, n int, seed uint64, imageLen int
 			quota[c]++
 		}
 	}
+	want := slices.Clone(quota)
 	perm := rand.New(rand.NewPCG(seed, 0x6c6162656c73)).Perm(split.N) // "labels"
 	out := &data.Split{}
 	for _, i := range perm {
@@ -63,17 +66,10 @@ func LabelledSubset(split *data.Split, classes, n int, seed uint64, imageLen int
 	}
 	for c, q := range quota {
 		if q > 0 {
-			return nil, fmt.Errorf("eval.finetune_labels = %d: class %d has only %d training images", n, c, n/classes-q+btoi(c < n%classes))
+			return nil, fmt.Errorf("eval.finetune_labels = %d: class %d has only %d training images", n, c, want[c]-q)
 		}
 	}
 	return out, nil
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // LayerID is BEiT's get_layer_id_for_vit for a parameter under "encoder." (or the head): the embeddings are

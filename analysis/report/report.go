@@ -523,24 +523,27 @@ func curveSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 	return sec, nil
 }
 
+// othersKey is a trial's sweep point without key k and its seed, as one comparable string.
+func othersKey(t trialInfo, k string) string {
+	var keys []string
+	for kk := range t.Point {
+		if kk != k && kk != "train.seed" {
+			keys = append(keys, kk)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, kk := range keys {
+		fmt.Fprintf(&b, "%s=%s\x00", kk, t.Point[kk])
+	}
+	return b.String()
+}
+
 // independent says whether key k was swept independently of the other swept keys (a grid or random axis):
 // two trials differ in k alone (seed aside). A key zipped with others (method.align_weight beside
 // method.name) never does, and a line along it would mean nothing.
 func independent(trials []trialInfo, k string) bool {
-	rest := func(t trialInfo) string {
-		var keys []string
-		for kk := range t.Point {
-			if kk != k && kk != "train.seed" {
-				keys = append(keys, kk)
-			}
-		}
-		sort.Strings(keys)
-		var b strings.Builder
-		for _, kk := range keys {
-			fmt.Fprintf(&b, "%s=%s\x00", kk, t.Point[kk])
-		}
-		return b.String()
-	}
+	rest := func(t trialInfo) string { return othersKey(t, k) }
 	vals := map[string]string{}
 	for _, t := range trials {
 		r := rest(t)
@@ -587,20 +590,7 @@ func axisSection(trials []trialInfo, out string) *section {
 	for i, k := range names {
 		// groups: the combinations of the other varying swept keys, named the short way
 		var lcs []labels.Config
-		groupKey := func(t trialInfo) string {
-			var ks []string
-			for kk := range t.Point {
-				if kk != k && kk != "train.seed" {
-					ks = append(ks, kk)
-				}
-			}
-			sort.Strings(ks)
-			var b strings.Builder
-			for _, kk := range ks {
-				fmt.Fprintf(&b, "%s=%s,", kk, t.Point[kk])
-			}
-			return b.String()
-		}
+		groupKey := func(t trialInfo) string { return othersKey(t, k) }
 		seen := map[string]bool{}
 		var groups []string
 		for _, t := range trials {
