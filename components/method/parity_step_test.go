@@ -21,28 +21,47 @@ import (
 	"mimlab/nn/nntest"
 )
 
-// Whole-model parity of CAE's training step with an independent PyTorch implementation (issue 17, point 3).
+// Whole-model parity of the training steps of CAE, BEiT and MAE with an independent PyTorch implementation
+// (issue 17, point 3).
 //
-// testdata/cae_step_init.safetensors holds the tiny CAE's parameters ("param.<mimlab name>", q/k/v unfused)
-// and one batch ("input.*"); it is written by this file's writeCAEStepInit under MIMLAB_WRITE_PARITY=1.
-// testdata/gen_cae_step.py (PyTorch, float32, CPU) reads it and writes testdata/cae_step_expected.safetensors:
+// testdata/<method>_step_init.safetensors holds the tiny model's parameters ("param.<mimlab name>", q/k/v
+// unfused) and one batch ("input.*"); it is written by this file's writeStepInit under MIMLAB_WRITE_PARITY=1.
+// testdata/gen_step.py (PyTorch, float32, CPU) reads it and writes testdata/<method>_step_expected.safetensors:
 // the loss terms and every gradient at step 0, the loss of each of the 10 AdamW steps and every parameter
-// after them. Regenerate both with
+// after them. Regenerate them with
 //
-//	MIMLAB_WRITE_PARITY=1 go test -count=1 -run TestCAEStepParity ./components/method
-//	/usr/bin/python3 components/method/testdata/gen_cae_step.py
+//	MIMLAB_WRITE_PARITY=1 go test -count=1 -run 'StepParity' ./components/method
+//	/usr/bin/python3 components/method/testdata/gen_step.py
 //
-// The test itself needs no Python: both files are committed.
+// The tests themselves need no Python: the files are committed.
 
-const (
-	caeStepInit     = "testdata/cae_step_init.safetensors"
-	caeStepExpected = "testdata/cae_step_expected.safetensors"
-	caeStepTol      = 1e-4
+const stepTol = 1e-4
+
+// stepCase is one method's parity test: the tiny model of model(t, Method, Decoder, true) and what is
+// special about it.
+type stepCase struct {
+	Method, Decoder string
+	// Metrics are the first metric names the loss must report, each compared as loss.<name>.
+	Metrics []string
+	// Nulls is how many parameters have a gradient that is zero by the architecture (see nullGradient).
+	Nulls func(m *Model) int
+}
+
+func (c stepCase) initFile() string     { return "testdata/" + c.Method + "_step_init.safetensors" }
+func (c stepCase) expectedFile() string { return "testdata/" + c.Method + "_step_expected.safetensors" }
+
+var (
+	caeStep = stepCase{Method: "cae", Decoder: "transformer", Metrics: []string{"target_loss", "align_loss"},
+		Nulls: func(m *Model) int { return m.Regressor.Depth }}
+	beitStep = stepCase{Method: "beit", Decoder: "linear", Metrics: []string{"target_loss"}, Nulls: func(*Model) int { return 0 }}
+	maeStep  = stepCase{Method: "mae", Decoder: "mae", Metrics: []string{"target_loss"}, Nulls: func(*Model) int { return 0 }}
 )
 
-// caeStepConfig is what the PyTorch script needs to know of the model and the optimiser; it travels in the
-// init file's metadata ("config"), and the test checks it against the model it builds.
-type caeStepConfig struct {
+// stepConfig is what the PyTorch script needs to know of the model and the optimiser; it travels in the
+// init file's metadata ("config"), and the test checks it against the model it builds. REG_DEPTH and ALIGN
+// are CAE's (0 for the others); DEC_DEPTH is 0 for a head-only decoder.
+type stepConfig struct {
+	METHOD, DECODER                 string
 	B, C, IMG, P, D, H, DEPTH       int
 	RATIO                           float64
 	LS                              float64
@@ -53,18 +72,37 @@ type caeStepConfig struct {
 	STEPS                           int
 }
 
-// caeStepModel is the tiny CAE of model(t, "cae", "transformer", true) (12x12 images, 3x3 patches, 4
-// masked, dim 16, depth 2, 2 heads, regressor depth 2, decoder depth 1, pixel targets, align weight 2) with
+// stepModel is the tiny model of model(t, c.Method, c.Decoder, true) (12x12 images, 3x3 patches, 4 masked,
+// dim 16, depth 2, 2 heads; CAE: regressor depth 2, align weight 2; decoder depth 1; per-patch normalised
+// pixel targets) with
 // every drop path set to 0 explicitly, so the step is deterministic.
-func caeStepModel(t testing.TB) (*Model, caeStepConfig) {
+func stepModel(t testing.TB, c stepCase) (*Model, stepConfig) {
 	t.Helper()
-	m := model(t, "cae", "transformer", true)
+	m := model(t, c.Method, c.Decoder, true)
 	m.Encoder.DropPath = 0
 	m.ViT.DropPath = 0
-	m.Regressor.DropPath = 0
-	cfg := mustNew(t)(decoder.Registry.New("transformer")).(*decoder.TransformerConfig)
-	cfg.StackConfig = nn.StackConfig{Depth: 1, MLPRatio: 2, LayerScale: 0.1, DropPath: 0}
-	dec, err := decoder.Registry.Build("transformer", cfg)
+	cfg := stepConfig{METHOD: c.Method, DECODER: c.Decoder}
+	if m.Regressor != nil {
+		m.Regressor.DropPath = 0
+		cfg.REG_DEPTH = m.Regressor.Depth
+	}
+	if cae, ok := m.Method.(CAE); ok {
+		cfg.ALIGN = cae.AlignWeight
+	}
+	dc := mustNew(t)(decoder.Registry.New(c.Decoder))
+	sc := nn.StackConfig{Depth: 1, MLPRatio: 2, LayerScale: 0.1, DropPath: 0}
+	switch d := dc.(type) {
+	case *decoder.TransformerConfig:
+		d.StackConfig = sc
+		cfg.DEC_DEPTH = sc.Depth
+	case *decoder.MAEConfig:
+		d.StackConfig = sc
+		cfg.DEC_DEPTH = sc.Depth
+	case *decoder.LinearConfig:
+	default:
+		t.Fatalf("decoder %T: the parity script knows transformer, mae and linear", dc)
+	}
+	dec, err := decoder.Registry.Build(c.Decoder, dc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,22 +114,27 @@ func caeStepModel(t testing.TB) (*Model, caeStepConfig) {
 	if !ok {
 		t.Fatalf("target is %T, want targets.Pixel", m.Target)
 	}
+	px.Normalize = true // per-patch normalised pixels, as the shipped experiments train
+	m.Target = px
+	if cfg.DEC_DEPTH > 0 && sc.MLPRatio != m.ViT.MLPRatio {
+		t.Fatalf("the script uses one MLP ratio; decoder %v, encoder %v", sc.MLPRatio, m.ViT.MLPRatio)
+	}
 	opt := nn.DefaultAdamW()
 	v := m.ViT
-	return m, caeStepConfig{B: tB, C: v.Channels, IMG: v.ImageSize, P: v.PatchSize, D: v.Dim, H: v.Heads, DEPTH: v.Depth,
-		RATIO: v.MLPRatio, LS: v.LayerScale, REG_DEPTH: m.Regressor.Depth, DEC_DEPTH: cfg.Depth, M: m.NumMasked,
-		ALIGN: m.Method.(CAE).AlignWeight, NORMALIZE: px.Normalize,
-		LR: 1e-3, BETA1: opt.Beta1, BETA2: opt.Beta2, EPS: opt.Eps, WD: opt.WeightDecay, CLIP: opt.Clip, STEPS: 10}
+	cfg.B, cfg.C, cfg.IMG, cfg.P, cfg.D, cfg.H, cfg.DEPTH = tB, v.Channels, v.ImageSize, v.PatchSize, v.Dim, v.Heads, v.Depth
+	cfg.RATIO, cfg.LS, cfg.M, cfg.NORMALIZE = v.MLPRatio, v.LayerScale, m.NumMasked, px.Normalize
+	cfg.LR, cfg.BETA1, cfg.BETA2, cfg.EPS, cfg.WD, cfg.CLIP, cfg.STEPS = 1e-3, opt.Beta1, opt.Beta2, opt.Eps, opt.WeightDecay, opt.Clip, 10
+	return m, cfg
 }
 
-var caeStepInputs = []string{"input.images", "input.visible", "input.masked", "input.maskF"}
+var stepInputs = []string{"input.images", "input.visible", "input.masked", "input.maskF"}
 
-// writeCAEStepInit writes the init fixture: parameters from InitParams(seed 3) with N(0, 0.05^2) noise added
+// writeStepInit writes c's init fixture: parameters from InitParams(seed 3) with N(0, 0.05^2) noise added
 // to every 1-D parameter (biases, LayerNorm weights and LayerScale gammas start at exactly 0, 1 and 0.1, where
 // an implementation that dropped a bias or swapped two LayerNorms would still match at step 0), plus
 // batch(11).
-func writeCAEStepInit(t *testing.T) {
-	m, cfg := caeStepModel(t)
+func writeStepInit(t *testing.T, c stepCase) {
+	m, cfg := stepModel(t, c)
 	data := batch(11, dtypes.Float32)
 	tr, err := nn.NewTrainer(nntest.Go(t), dtypes.Float32, m.Loss, shapesOf(data), nn.DefaultAdamW(), 3)
 	if err != nil {
@@ -109,7 +152,7 @@ func writeCAEStepInit(t *testing.T) {
 		}
 		arrays["param."+spec.Name] = nn.Array{Shape: slices.Clone(spec.Dims), F32: v}
 	}
-	for i, name := range caeStepInputs {
+	for i, name := range stepInputs {
 		a := nn.Array{Shape: slices.Clone(data[i].Shape().Dimensions)}
 		if data[i].DType() == dtypes.Int64 {
 			a.I64 = tensors.MustCopyFlatData[int64](data[i])
@@ -121,11 +164,11 @@ func writeCAEStepInit(t *testing.T) {
 	cj, _ := json.Marshal(cfg)
 	meta := map[string]string{"generator": "components/method/parity_step_test.go (MIMLAB_WRITE_PARITY=1)",
 		"config": string(cj), "metrics": strings.Join(m.MetricNames(), ",")}
-	if err := nn.SaveSafetensors(caeStepInit, arrays, meta); err != nil {
+	if err := nn.SaveSafetensors(c.initFile(), arrays, meta); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %s: %d parameters (%d values); now run /usr/bin/python3 components/method/testdata/gen_cae_step.py",
-		caeStepInit, len(tr.Set.Params), tr.Set.NumValues())
+	t.Logf("wrote %s: %d parameters (%d values); now run /usr/bin/python3 components/method/testdata/gen_step.py",
+		c.initFile(), len(tr.Set.Params), tr.Set.NumValues())
 }
 
 // relDiff is max|got-want| / (max|want| + 1e-8).
@@ -146,42 +189,52 @@ func maxAbs(v []float32) float64 {
 	return m
 }
 
-// TestCAEStepParity checks mimlab's whole CAE training step against PyTorch (testdata/gen_cae_step.py) from
+// TestCAEStepParity checks mimlab's whole CAE training step against PyTorch (testdata/gen_step.py) from
 // the same parameters and batch: the step-0 loss terms (target, alignment, total), the gradient of every
 // parameter, the loss of each of 10 AdamW steps (lr 1e-3 constant, DefaultAdamW: betas 0.9/0.999, eps 1e-8,
 // weight decay 0.05 off 1-D parameters and biases, global-norm clip 3) and every parameter after them;
 // each within relative error 1e-4 (max |a-b| / max |b| per tensor), on every backend.
-func TestCAEStepParity(t *testing.T) {
+func TestCAEStepParity(t *testing.T) { stepParity(t, caeStep) }
+
+// TestBEiTStepParity is TestCAEStepParity for BEiT: mask tokens inside the encoder, a linear head on the
+// masked positions, the pixel loss.
+func TestBEiTStepParity(t *testing.T) { stepParity(t, beitStep) }
+
+// TestMAEStepParity is TestCAEStepParity for MAE: the encoder on the visible patches, MAE's decoder over the
+// visible tokens and mask tokens at every place, the pixel loss on the masked places.
+func TestMAEStepParity(t *testing.T) { stepParity(t, maeStep) }
+
+func stepParity(t *testing.T, c stepCase) {
 	if os.Getenv("MIMLAB_WRITE_PARITY") == "1" {
-		writeCAEStepInit(t)
-		t.Skip("wrote the init fixture; regenerate the expected one with gen_cae_step.py")
+		writeStepInit(t, c)
+		t.Skip("wrote the init fixture; regenerate the expected one with gen_step.py")
 	}
-	initA, meta, err := nn.LoadSafetensors(caeStepInit)
+	initA, meta, err := nn.LoadSafetensors(c.initFile())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, wmeta, err := nn.LoadSafetensors(caeStepExpected)
+	want, wmeta, err := nn.LoadSafetensors(c.expectedFile())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, cfg := caeStepModel(t)
-	var fcfg caeStepConfig
+	m, cfg := stepModel(t, c)
+	var fcfg stepConfig
 	if err := json.Unmarshal([]byte(meta["config"]), &fcfg); err != nil {
 		t.Fatal(err)
 	}
 	if fcfg != cfg {
 		t.Fatalf("the fixture was made for %+v, the model is %+v: regenerate the fixtures", fcfg, cfg)
 	}
-	raw, err := os.ReadFile(caeStepInit)
+	raw, err := os.ReadFile(c.initFile())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h := fmt.Sprintf("%x", sha256.Sum256(raw)); wmeta["init_sha256"] != h {
-		t.Fatalf("%s was made from an init file with sha256 %q, the committed one is %s: rerun gen_cae_step.py", caeStepExpected, wmeta["init_sha256"], h)
+		t.Fatalf("%s was made from an init file with sha256 %q, the committed one is %s: rerun gen_step.py", c.expectedFile(), wmeta["init_sha256"], h)
 	}
 	t.Logf("expected values from %s, torch %s", wmeta["generator"], wmeta["torch"])
 	for _, nb := range nntest.All(t) {
-		t.Run(nb.Name, func(t *testing.T) { caeStepParity(t, nb.Backend, m, cfg, initA, want) })
+		t.Run(nb.Name, func(t *testing.T) { checkStep(t, nb.Backend, c, m, cfg, initA, want) })
 	}
 }
 
@@ -193,9 +246,9 @@ func TestCAEStepParity(t *testing.T) {
 // sides, and its 10 steps bounded by 2 lr each.
 func nullGradient(name string) bool { return strings.HasSuffix(name, "norm1_k_cross.bias") }
 
-func caeStepParity(t *testing.T, be compute.Backend, m *Model, cfg caeStepConfig, initA, want map[string]nn.Array) {
+func checkStep(t *testing.T, be compute.Backend, c stepCase, m *Model, cfg stepConfig, initA, want map[string]nn.Array) {
 	var data []*tensors.Tensor // per backend: a tensor used on one backend cannot be used on another
-	for _, name := range caeStepInputs {
+	for _, name := range stepInputs {
 		a, ok := initA[name]
 		if !ok {
 			t.Fatalf("init fixture lacks %s", name)
@@ -227,8 +280,8 @@ func caeStepParity(t *testing.T, be compute.Backend, m *Model, cfg caeStepConfig
 		nn.Free(tr.Params[i])
 		tr.Params[i] = nn.TensorOf(dtypes.Float32, a.F32, spec.Dims...)
 	}
-	if n := len(ps.Params) + len(caeStepInputs); len(initA) != n {
-		t.Fatalf("init fixture has %d tensors, the model %d parameters + %d inputs", len(initA), len(ps.Params), len(caeStepInputs))
+	if n := len(ps.Params) + len(stepInputs); len(initA) != n {
+		t.Fatalf("init fixture has %d tensors, the model %d parameters + %d inputs", len(initA), len(ps.Params), len(stepInputs))
 	}
 	expect := func(name string, n int) []float32 {
 		t.Helper()
@@ -247,15 +300,15 @@ func caeStepParity(t *testing.T, be compute.Backend, m *Model, cfg caeStepConfig
 		t.Helper()
 		d := relDiff(got, expect(name, len(got)))
 		*worst = math.Max(*worst, d)
-		if d > caeStepTol || math.IsNaN(d) {
+		if d > stepTol || math.IsNaN(d) {
 			failed = append(failed, fmt.Sprintf("%s %s: relative difference %.3g", cat, name, d))
 		}
 	}
 
 	// Step 0: loss, metrics and every gradient, in one training-mode graph.
 	names := m.MetricNames()
-	if !slices.Equal(names[:2], []string{"target_loss", "align_loss"}) {
-		t.Fatalf("metrics %v", names)
+	if len(names) < len(c.Metrics) || !slices.Equal(names[:len(c.Metrics)], c.Metrics) {
+		t.Fatalf("metrics %v, want them to start with %v", names, c.Metrics)
 	}
 	prog, err := nn.Compile(be, ps, dtypes.Float32, true, shapesOf(data), func(s nn.Scope, in []*Node) []*Node {
 		loss, metrics := m.Loss(s, in)
@@ -302,8 +355,8 @@ func caeStepParity(t *testing.T, be compute.Backend, m *Model, cfg caeStepConfig
 		}
 	}
 	nn.Free(out...)
-	if nulls != m.Regressor.Depth {
-		t.Fatalf("%d parameters with a null gradient, want each regressor block's norm1_k_cross.bias", nulls)
+	if want := c.Nulls(m); nulls != want {
+		t.Fatalf("%d parameters with a null gradient, want %d (each CAE regressor block's norm1_k_cross.bias)", nulls, want)
 	}
 
 	// cfg.STEPS AdamW steps at a constant learning rate on the same batch.
@@ -322,7 +375,7 @@ func caeStepParity(t *testing.T, be compute.Backend, m *Model, cfg caeStepConfig
 	for i := range losses { // each step's loss alone, so a late drift is not hidden by a larger first loss
 		d := math.Abs(float64(losses[i])-float64(wl[i])) / (math.Abs(float64(wl[i])) + 1e-8)
 		stepWorst = math.Max(stepWorst, d)
-		if d > caeStepTol {
+		if d > stepTol {
 			failed = append(failed, fmt.Sprintf("step %d loss %.7g, PyTorch %.7g (relative %.3g)", i, losses[i], wl[i], d))
 		}
 	}
@@ -347,6 +400,6 @@ func caeStepParity(t *testing.T, be compute.Backend, m *Model, cfg caeStepConfig
 	t.Logf("max relative difference vs PyTorch: loss terms %.2g, gradients %.2g (%d tensors; %d null ones at most %.2g, largest gradient %.3g), step losses %.2g, parameters after %d steps %.2g",
 		lossWorst, gradWorst, len(ps.Params)-nulls, nulls, nullMax, gmax, stepWorst, cfg.STEPS, paramWorst)
 	if len(failed) > 0 {
-		t.Fatalf("mimlab's CAE step differs from PyTorch beyond %g in %d tensors:\n%s", caeStepTol, len(failed), strings.Join(failed, "\n"))
+		t.Fatalf("mimlab's %s step differs from PyTorch beyond %g in %d tensors:\n%s", c.Method, stepTol, len(failed), strings.Join(failed, "\n"))
 	}
 }
