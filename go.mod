@@ -58,3 +58,7 @@ require (
 	google.golang.org/protobuf v1.36.11 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 )
+
+// A copy of compute-onnx at the pinned version plus ONNX Runtime session options (threads, spinning,
+// memory pattern, arena) in the backend config; third_party/compute-onnx/MIMLAB.md says what changed and why.
+replace github.com/gomlx/compute-onnx => ./third_party/compute-onnx

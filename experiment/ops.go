@@ -115,7 +115,10 @@ type RunOptions struct {
 	RegisterOnly bool
 	// Progress, when set, shows the sweep line and the running trials (see framework/progress).
 	Progress *progress.Display
-	Runner   runner.Options
+	// Jobs and Threads are -j and --threads: trials in parallel and compute threads per trial (0 = auto:
+	// runner.Choose picks them from the cores and the trials left, and the log says what it picked).
+	Jobs, Threads int
+	Runner        runner.Options
 	Log      io.Writer
 }
 
@@ -141,25 +144,26 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 		return res, err
 	}
 	envs := map[string]*Env{}
+	env := func(want string, threads int) (*Env, error) {
+		key := fmt.Sprintf("%s/%d", want, threads)
+		if e, ok := envs[key]; ok {
+			return e, nil
+		}
+		be, resolved, err := nn.NewBackendWith(want, nn.BackendOptions{Threads: threads}, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Log, "sweep: backend %s\n", resolved)
+		e := NewEnv(be, resolved, o.Runs, o.Log)
+		e.Progress = o.Progress
+		envs[key] = e
+		return e, nil
+	}
 	for _, p := range ps {
 		want := o.BackendFor(p)
-		env, ok := envs[want]
-		if !ok {
-			be, resolved, err := nn.NewBackend(want, o.Log)
-			if err != nil {
-				return res, fmt.Errorf("spec %s: %w", p.Raw.File, err)
-			}
-			fmt.Fprintf(o.Log, "sweep: backend %s\n", resolved)
-			env = NewEnv(be, resolved, o.Runs, o.Log)
-			env.Progress = o.Progress
-			envs[want] = env
-		}
 		p, err := checkRevision(st, p, o.NewRevision, o.Log)
 		if err != nil {
 			return res, err
-		}
-		for _, t := range p.Trials {
-			env.AddSpec(t.Hash, t.Resolved)
 		}
 		sid, err := st.AddSweep(p.Raw.Name, p.Raw.File, p.NewTrials())
 		if err != nil {
@@ -192,11 +196,21 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 			o.Progress.Sweep(p.Raw.Name, len(p.Trials), len(p.Trials)-left)
 			ro.OnEnd = func(t *store.Trial, state string) { o.Progress.End(t.ID, state) }
 		}
-		if n, err := st.Unfinished(sid); err == nil && ro.Workers > max(n, 1) {
-			fmt.Fprintf(o.Log, "sweep %s: -j %d capped at %d (the trials left to run)\n", p.Raw.Name, ro.Workers, max(n, 1))
-			ro.Workers = max(n, 1)
+		left, err := st.Unfinished(sid)
+		if err != nil {
+			return res, err
 		}
-		sum := runner.Run(ctx, st, sid, ro, env.Job)
+		split := runner.Choose(runner.Cores(), o.Jobs, o.Threads, left, gpuBackend(want))
+		fmt.Fprintf(o.Log, "sweep %s: %s\n", p.Raw.Name, split.Why)
+		ro.Workers = split.Workers
+		e, err := env(want, split.Threads)
+		if err != nil {
+			return res, fmt.Errorf("spec %s: %w", p.Raw.File, err)
+		}
+		for _, t := range p.Trials {
+			e.AddSpec(t.Hash, t.Resolved)
+		}
+		sum := runner.Run(ctx, st, sid, ro, e.Job)
 		fmt.Fprintf(o.Log, "sweep %s: %d done, %d failed, %d interrupted in this run\n", p.Raw.Name, sum.Done, sum.Failed, sum.Interrupted)
 		for _, e := range sum.Errors {
 			fmt.Fprintln(o.Log, "  ", e)
@@ -216,8 +230,10 @@ type WorkOptions struct {
 	Sweep   string // "" for every sweep in the database; several comma-separated
 	Backend string // the backend name (auto, ort, go, xla, cuda)
 	Runs    string
-	Runner  runner.Options
-	Log     io.Writer
+	// Jobs and Threads are as in RunOptions (0 = auto).
+	Jobs, Threads int
+	Runner        runner.Options
+	Log           io.Writer
 }
 
 // Work claims and runs trials from the database alone, sweep by sweep, until none is pending: each trial's
@@ -239,11 +255,21 @@ func Work(ctx context.Context, st *store.Store, o WorkOptions) (RunResult, error
 		}
 		sweeps = append(sweeps, sw...)
 	}
-	be, resolved, err := nn.NewBackend(o.Backend, o.Log)
+	left := 0
+	for _, sw := range sweeps {
+		n, err := st.Unfinished(sw.ID)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", st.Path, err)
+		}
+		left += n
+	}
+	split := runner.Choose(runner.Cores(), o.Jobs, o.Threads, left, gpuBackend(o.Backend))
+	be, resolved, err := nn.NewBackendWith(o.Backend, nn.BackendOptions{Threads: split.Threads}, o.Log)
 	if err != nil {
 		return res, err
 	}
-	fmt.Fprintf(o.Log, "sweep worker: backend %s, %d sweeps in %s\n", resolved, len(sweeps), st.Path)
+	fmt.Fprintf(o.Log, "sweep worker: backend %s, %d sweeps in %s; %s\n", resolved, len(sweeps), st.Path, split.Why)
+	o.Runner.Workers = split.Workers
 	env := NewEnv(be, resolved, o.Runs, o.Log)
 	for _, sw := range sweeps {
 		n, err := st.Unfinished(sw.ID)
@@ -267,6 +293,9 @@ func Work(ctx context.Context, st *store.Store, o WorkOptions) (RunResult, error
 	}
 	return res, nil
 }
+
+// gpuBackend says whether a backend name runs on a GPU (whose trials share one device).
+func gpuBackend(name string) bool { return name == "cuda" || name == "xla" }
 
 // configKey is a stored spec without its seed and execution keys: the configuration that seeds share.
 func configKey(js string) (map[string]any, string) {

@@ -133,9 +133,40 @@ func extractMember(tgz, member, dest string) error {
 	}
 }
 
-// NewBackend returns the execution backend for name (auto, ort, go, xla/cuda) and the name it resolved to.
-// hint, when not empty, is a one-line message for the user (auto falling back to go).
+// BackendOptions tune a backend to its share of the machine.
+type BackendOptions struct {
+	// Threads is the ONNX Runtime intra-op thread pool of each compiled graph (0 = ORT's default, one per
+	// physical core). With Threads set, the pool's threads also stop spinning between ops, so several
+	// trials in one process do not burn each other's cores.
+	Threads int
+}
+
+// ORTOptionsEnv names extra ONNX Runtime session options appended to the backend config, for measuring
+// levers (BENCHMARKS.md): e.g. MIMLAB_ORT_OPTIONS="mem_pattern=0,arena=0" (keys: threads, inter_threads,
+// spin, mem_pattern, arena; see third_party/compute-onnx/MIMLAB.md).
+const ORTOptionsEnv = "MIMLAB_ORT_OPTIONS"
+
+// ORTConfig is the compute-onnx backend config for o (plus $MIMLAB_ORT_OPTIONS).
+func (o BackendOptions) ORTConfig() string {
+	cfg := "onnx:cpu"
+	if o.Threads > 0 {
+		cfg += fmt.Sprintf(",threads=%d,spin=0", o.Threads)
+	}
+	if extra := strings.TrimSpace(os.Getenv(ORTOptionsEnv)); extra != "" {
+		cfg += "," + extra
+	}
+	return cfg
+}
+
+// NewBackend returns the execution backend for name (auto, ort, go, xla/cuda) with default options and
+// the name it resolved to.
 func NewBackend(name string, log io.Writer) (b compute.Backend, resolved string, err error) {
+	return NewBackendWith(name, BackendOptions{}, log)
+}
+
+// NewBackendWith is NewBackend with options; log gets one-line messages for the user (auto fetching ONNX
+// Runtime, or falling back to go).
+func NewBackendWith(name string, o BackendOptions, log io.Writer) (b compute.Backend, resolved string, err error) {
 	defer catch("starting backend "+name, &err)
 	switch name {
 	case "", "auto":
@@ -145,10 +176,10 @@ func NewBackend(name string, log io.Writer) (b compute.Backend, resolved string,
 			}
 		}
 		if ORTAvailable() {
-			return NewBackend("ort", log)
+			return NewBackendWith("ort", o, log)
 		}
 		fmt.Fprintf(log, "mimlab: ONNX Runtime not found at %s: using the pure-Go backend (about 10x slower); run `go run ./cmd/sweep fetch-ort` for the fast path\n", ORTLibraryPath())
-		return NewBackend("go", log)
+		return NewBackendWith("go", o, log)
 	case "ort", "onnx":
 		p := ORTLibraryPath()
 		if !ORTAvailable() {
@@ -156,9 +187,9 @@ func NewBackend(name string, log io.Writer) (b compute.Backend, resolved string,
 		}
 		os.Setenv("ONNXRUNTIME_SHARED_LIBRARY_PATH", p)
 		os.Setenv("GOMLX_NO_AUTO_INSTALL", "1")
-		be, err := compute.NewWithConfig("onnx:cpu")
+		be, err := compute.NewWithConfig(o.ORTConfig())
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("%w (config %q; $%s adds to it)", err, o.ORTConfig(), ORTOptionsEnv)
 		}
 		return be, "ort", nil
 	case "go":

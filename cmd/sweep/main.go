@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -39,13 +38,13 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 const usage = `usage:
-  sweep run [-j N] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision] [--register-only] [--plain]
+  sweep run [-j auto|N] [--threads T] [--db results.db] [--device cpu|cuda] [--backend auto|ort|go|xla] [--retry-failed] [--as-new-revision] [--register-only] [--plain]
             [--runs runs] [--watchdog 15m] [-set key.path=value]... specs...
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME] [--full]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
   sweep export --table trials|metrics|evals [--format csv|parquet] [-o FILE] [--db results.db]
-  sweep worker [--db results.db] [--runs runs] [--sweep NAME[,NAME...]] [--device cpu|cuda] [--backend B] [-j N]
+  sweep worker [--db results.db] [--runs runs] [--sweep NAME[,NAME...]] [--device cpu|cuda] [--backend B] [-j auto|N] [--threads T]
                                   claim and run trials from the database alone (specs are read from it)
   sweep submit --slurm [--db postgres://...] [--runs SHARED/runs] [--array-parallel K] [--array-size N] [--partition P]
                [--account A] [--time T] [--cpus-per-task C] [--gpus-per-task G] [--sbatch-option=--qos=X]... [--dry-run] specs...
@@ -159,7 +158,8 @@ func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var sets multi
 	fs.Var(&sets, "set", "override key.path=value")
-	workers := fs.Int("j", 1, "trials in parallel")
+	jobs := fs.String("j", "auto", "trials in parallel: auto (one per core, at most one per trial left) or N")
+	threads := fs.Int("threads", 0, "compute threads per trial (0 = auto: the cores divided among the trials in parallel)")
 	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
 	device := fs.String("device", "", "cpu or cuda (default: each spec's train.device)")
 	backend := fs.String("backend", "", "auto, ort, go or xla (default: each spec's train.backend)")
@@ -180,11 +180,12 @@ func cmdRun(args []string) error {
 	if *backend != "" && !contains(nn.Backends, *backend) {
 		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
 	}
-	if *workers < 1 {
-		return exitErr{2, fmt.Errorf("-j %d: must be >= 1", *workers)}
+	nj, err := runner.ParseJobs(*jobs)
+	if err != nil {
+		return exitErr{2, err}
 	}
-	if *workers > runtime.NumCPU() {
-		fmt.Fprintf(os.Stderr, "sweep: -j %d is more than the %d cores of this machine; trials will compete for them\n", *workers, runtime.NumCPU())
+	if *threads < 0 {
+		return exitErr{2, fmt.Errorf("--threads %d: must be >= 0 (0 = auto)", *threads)}
 	}
 	ps, err := plan(files, sets)
 	if err != nil {
@@ -200,8 +201,8 @@ func cmdRun(args []string) error {
 	disp := progress.New(os.Stderr, !*plain && term.IsTerminal(int(os.Stderr.Fd())))
 	res, err := experiment.RunSpecs(ctx, st, ps, experiment.RunOptions{
 		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, NewRevision: *revision,
-		RegisterOnly: *registerOnly, Log: disp, Progress: disp,
-		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: disp}})
+		RegisterOnly: *registerOnly, Log: disp, Progress: disp, Jobs: nj, Threads: *threads,
+		Runner: runner.Options{Watchdog: *watchdog, Heartbeat: *heartbeat, Log: disp}})
 	disp.Wait()
 	if ctx.Err() != nil {
 		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
@@ -222,7 +223,8 @@ func cmdWorker(args []string) error {
 	sw := fs.String("sweep", "", "only this sweep (default: every sweep in the database)")
 	device := fs.String("device", "cpu", "cpu or cuda")
 	backend := fs.String("backend", "auto", "auto, ort, go or xla")
-	workers := fs.Int("j", 1, "trials in parallel in this process")
+	jobs := fs.String("j", "auto", "trials in parallel in this process: auto (one per core, at most one per trial left) or N")
+	threads := fs.Int("threads", 0, "compute threads per trial (0 = auto: the cores divided among the trials in parallel)")
 	watchdog := fs.Duration("watchdog", 15*time.Minute, "fail a trial with no progress for this long (0 = off)")
 	heartbeat := fs.Duration("heartbeat", 5*time.Second, "heartbeat interval; a trial silent for 6 heartbeats is claimed again")
 	if pos, err := parse(fs, args); err != nil {
@@ -236,8 +238,12 @@ func cmdWorker(args []string) error {
 	if !contains(nn.Backends, *backend) {
 		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
 	}
-	if *workers < 1 {
-		return exitErr{2, fmt.Errorf("-j %d: must be >= 1", *workers)}
+	nj, err := runner.ParseJobs(*jobs)
+	if err != nil {
+		return exitErr{2, err}
+	}
+	if *threads < 0 {
+		return exitErr{2, fmt.Errorf("--threads %d: must be >= 0 (0 = auto)", *threads)}
 	}
 	be := *backend
 	if *device == "cuda" {
@@ -251,7 +257,7 @@ func cmdWorker(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := experiment.Work(ctx, st, experiment.WorkOptions{Sweep: *sw, Backend: be, Runs: *runs, Log: os.Stderr,
-		Runner: runner.Options{Workers: *workers, Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
+		Jobs: nj, Threads: *threads, Runner: runner.Options{Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
 	if ctx.Err() != nil {
 		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
 	}
