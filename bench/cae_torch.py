@@ -7,7 +7,7 @@ decoder 2 blocks over the masked tokens, pixel head, per-patch normalised pixel 
 same encoder on the masked patches under no_grad (train mode), lambda 2; BEiT: mask tokens in the encoder,
 linear head on the masked positions. AdamW (0.9, 0.999), wd 0.05 off 1-D params, clip 3, batch 64.
 Prints the median ms of a full step (forward, backward, clip, AdamW) on a fixed batch.
-Run: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/cae_torch.py [steps] [threads] [dim] [grid]"""
+Run: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/cae_torch.py [steps] [threads] [dim] [grid] [cae,beit]"""
 import os, sys, time, statistics, resource
 import torch, torch.nn as nn, torch.nn.functional as F
 
@@ -15,6 +15,7 @@ steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
 D = int(sys.argv[3]) if len(sys.argv) > 3 else 64
 G = int(sys.argv[4]) if len(sys.argv) > 4 else 7
+METHODS = (sys.argv[5] if len(sys.argv) > 5 else "cae,beit").split(",")  # which models to time
 B, P, C, DEPTH, H, RATIO, LS, DP = 64, 4, 1, 4, 4, 4, 0.1, 0.1
 N, M = G * G, (G * G * 24) // 49
 DEV = torch.device(os.environ.get("TORCH_DEVICE", "cpu"))  # cuda for bench/gpu.sh
@@ -142,7 +143,10 @@ perm = torch.stack([torch.randperm(N) for _ in range(B)])
 msk, vis = perm[:, :M].sort(1).values, perm[:, M:].sort(1).values
 maskf = torch.zeros(B, N); maskf.scatter_(1, msk, 1.0)
 img, msk, vis, maskf = img.to(DEV), msk.to(DEV), vis.to(DEV), maskf.to(DEV)
-for name, model in [("cae", CAE()), ("beit", BEiT())]:
+for name, make in [("cae", CAE), ("beit", BEiT)]:
+    if name not in METHODS:
+        continue
+    model = make()
     model = model.to(DEV)
     model.train()
     opt = torch.optim.AdamW(groups(model), lr=1e-4, betas=(0.9, 0.999))
