@@ -119,7 +119,7 @@ type RunOptions struct {
 	// runner.Choose picks them from the cores and the trials left, and the log says what it picked).
 	Jobs, Threads int
 	Runner        runner.Options
-	Log      io.Writer
+	Log           io.Writer
 }
 
 // RunResult sums what RunSpecs did.
