@@ -149,7 +149,7 @@ func shortNames(ts []TrialStatus) {
 		pt := map[string]string{}
 		for k, v := range p {
 			if k != "train.seed" {
-				pt[k] = fmt.Sprint(v)
+				pt[k] = spec.ValueString(v)
 			}
 		}
 		name := t.Name

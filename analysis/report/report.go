@@ -101,7 +101,7 @@ func pointOf(t store.Trial) map[string]string {
 	}
 	out := map[string]string{}
 	for k, v := range p {
-		out[k] = spec.PointString(map[string]any{k: v})[len(k)+1:]
+		out[k] = spec.ValueString(v)
 	}
 	return out
 }

@@ -557,12 +557,16 @@ func PointString(p map[string]any) string {
 	sort.Strings(keys)
 	var parts []string
 	for _, k := range keys {
-		v := p[k]
-		s := fmt.Sprint(v)
-		if f, ok := v.(float64); ok {
-			s = strconv.FormatFloat(f, 'g', 6, 64)
-		}
-		parts = append(parts, k+"="+s)
+		parts = append(parts, k+"="+ValueString(p[k]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// ValueString formats one sweep value as trial names, status and reports show it (floats to 6 significant
+// digits, so 0.1+0.2 reads 0.3 everywhere).
+func ValueString(v any) string {
+	if f, ok := v.(float64); ok {
+		return strconv.FormatFloat(f, 'g', 6, 64)
+	}
+	return fmt.Sprint(v)
 }
