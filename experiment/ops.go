@@ -179,26 +179,18 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 			}
 		}
 		fmt.Fprintf(o.Log, "sweep %s: %d trials (%s)\n", p.Raw.Name, len(p.Trials), st.Path)
+		left, err := st.Unfinished(sid)
+		if err != nil {
+			return res, err
+		}
 		if o.RegisterOnly {
-			left, err := st.Unfinished(sid)
-			if err != nil {
-				return res, err
-			}
 			res.Sweeps = append(res.Sweeps, SweepLeft{p.Raw.Name, left})
 			continue
 		}
 		ro := o.Runner
 		if o.Progress != nil {
-			left, err := st.Unfinished(sid)
-			if err != nil {
-				return res, err
-			}
 			o.Progress.Sweep(p.Raw.Name, len(p.Trials), len(p.Trials)-left)
 			ro.OnEnd = func(t *store.Trial, state string) { o.Progress.End(t.ID, state) }
-		}
-		left, err := st.Unfinished(sid)
-		if err != nil {
-			return res, err
 		}
 		split := runner.Choose(runner.Cores(), o.Jobs, o.Threads, left, gpuBackend(want))
 		fmt.Fprintf(o.Log, "sweep %s: %s\n", p.Raw.Name, split.Why)

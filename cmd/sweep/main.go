@@ -158,8 +158,7 @@ func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var sets multi
 	fs.Var(&sets, "set", "override key.path=value")
-	jobs := fs.String("j", "auto", "trials in parallel: auto (one per core, at most one per trial left) or N")
-	threads := fs.Int("threads", 0, "compute threads per trial (0 = auto: the cores divided among the trials in parallel)")
+	split := splitFlags(fs)
 	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
 	device := fs.String("device", "", "cpu or cuda (default: each spec's train.device)")
 	backend := fs.String("backend", "", "auto, ort, go or xla (default: each spec's train.backend)")
@@ -180,12 +179,9 @@ func cmdRun(args []string) error {
 	if *backend != "" && !contains(nn.Backends, *backend) {
 		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
 	}
-	nj, err := runner.ParseJobs(*jobs)
+	nj, nt, err := split()
 	if err != nil {
-		return exitErr{2, err}
-	}
-	if *threads < 0 {
-		return exitErr{2, fmt.Errorf("--threads %d: must be >= 0 (0 = auto)", *threads)}
+		return err
 	}
 	ps, err := plan(files, sets)
 	if err != nil {
@@ -201,7 +197,7 @@ func cmdRun(args []string) error {
 	disp := progress.New(os.Stderr, !*plain && term.IsTerminal(int(os.Stderr.Fd())))
 	res, err := experiment.RunSpecs(ctx, st, ps, experiment.RunOptions{
 		ExecOptions: experiment.ExecOptions{Backend: *backend, Device: *device}, Runs: *runs, RetryFailed: *retry, NewRevision: *revision,
-		RegisterOnly: *registerOnly, Log: disp, Progress: disp, Jobs: nj, Threads: *threads,
+		RegisterOnly: *registerOnly, Log: disp, Progress: disp, Jobs: nj, Threads: nt,
 		Runner: runner.Options{Watchdog: *watchdog, Heartbeat: *heartbeat, Log: disp}})
 	disp.Wait()
 	if ctx.Err() != nil {
@@ -223,8 +219,7 @@ func cmdWorker(args []string) error {
 	sw := fs.String("sweep", "", "only this sweep (default: every sweep in the database)")
 	device := fs.String("device", "cpu", "cpu or cuda")
 	backend := fs.String("backend", "auto", "auto, ort, go or xla")
-	jobs := fs.String("j", "auto", "trials in parallel in this process: auto (one per core, at most one per trial left) or N")
-	threads := fs.Int("threads", 0, "compute threads per trial (0 = auto: the cores divided among the trials in parallel)")
+	split := splitFlags(fs)
 	watchdog := fs.Duration("watchdog", 15*time.Minute, "fail a trial with no progress for this long (0 = off)")
 	heartbeat := fs.Duration("heartbeat", 5*time.Second, "heartbeat interval; a trial silent for 6 heartbeats is claimed again")
 	if pos, err := parse(fs, args); err != nil {
@@ -238,12 +233,9 @@ func cmdWorker(args []string) error {
 	if !contains(nn.Backends, *backend) {
 		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
 	}
-	nj, err := runner.ParseJobs(*jobs)
+	nj, nt, err := split()
 	if err != nil {
-		return exitErr{2, err}
-	}
-	if *threads < 0 {
-		return exitErr{2, fmt.Errorf("--threads %d: must be >= 0 (0 = auto)", *threads)}
+		return err
 	}
 	be := *backend
 	if *device == "cuda" {
@@ -257,7 +249,7 @@ func cmdWorker(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := experiment.Work(ctx, st, experiment.WorkOptions{Sweep: *sw, Backend: be, Runs: *runs, Log: os.Stderr,
-		Jobs: nj, Threads: *threads, Runner: runner.Options{Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
+		Jobs: nj, Threads: nt, Runner: runner.Options{Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
 	if ctx.Err() != nil {
 		return exitErr{130, fmt.Errorf("interrupted: finished trials are kept, interrupted ones resume on the next run")}
 	}
@@ -269,6 +261,23 @@ func cmdWorker(args []string) error {
 		return fmt.Errorf("%d trials failed (see `sweep status`)", res.Failed)
 	}
 	return nil
+}
+
+// splitFlags declares -j and --threads on fs (sweep run and sweep worker) and returns their reader:
+// -j as a number (0 = auto) and --threads (0 = auto), or a usage error.
+func splitFlags(fs *flag.FlagSet) func() (jobs, threads int, err error) {
+	j := fs.String("j", "auto", "trials in parallel in this process: auto (one per core, at most one per trial left) or N")
+	t := fs.Int("threads", 0, "compute threads per trial (0 = auto: the cores divided among the trials in parallel)")
+	return func() (int, int, error) {
+		nj, err := runner.ParseJobs(*j)
+		if err != nil {
+			return 0, 0, exitErr{2, err}
+		}
+		if *t < 0 {
+			return 0, 0, exitErr{2, fmt.Errorf("--threads %d: must be >= 0 (0 = auto)", *t)}
+		}
+		return nj, *t, nil
+	}
 }
 
 // cmdList prints every registered component by kind with its keys, defaults and allowed values.
