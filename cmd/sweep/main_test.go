@@ -203,7 +203,8 @@ func TestKillAndResume(t *testing.T) {
 	}
 	resumed := -1
 	for _, l := range strings.Split(out2.String(), "\n") {
-		if i := strings.Index(l, "resuming from its checkpoint at step "); i >= 0 {
+		// Trial 1's line: with -j auto both trials may have run, and both resume.
+		if i := strings.Index(l, "resuming from its checkpoint at step "); i >= 0 && strings.HasPrefix(l, "trial 1 ") {
 			fmt.Sscanf(l[i+len("resuming from its checkpoint at step "):], "%d/60", &resumed)
 		}
 	}
