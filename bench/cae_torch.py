@@ -7,7 +7,8 @@ decoder 2 blocks over the masked tokens, pixel head, per-patch normalised pixel 
 same encoder on the masked patches under no_grad (train mode), lambda 2; BEiT: mask tokens in the encoder,
 linear head on the masked positions. AdamW (0.9, 0.999), wd 0.05 off 1-D params, clip 3, batch 64.
 Prints the median ms of a full step (forward, backward, clip, AdamW) on a fixed batch.
-Run: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/cae_torch.py [steps] [threads] [dim] [grid] [cae,beit]"""
+Run: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/cae_torch.py [steps] [threads] [dim] [grid] [cae,beit]
+TORCH_PROFILE=1 adds a per-op profile of 3 more steps (PROFILE lines, as bench/ort_profile.py prints them)."""
 import os, sys, time, statistics, resource
 import torch, torch.nn as nn, torch.nn.functional as F
 
@@ -160,6 +161,26 @@ for name, make in [("cae", CAE), ("beit", BEiT)]:
         opt.step()
         if DEV.type == "cuda": torch.cuda.synchronize()
         if i >= 5: times.append((time.perf_counter() - t0) * 1000)
+    if os.environ.get("TORCH_PROFILE"):  # per-op profile of 3 more steps, printed like bench/ort_profile.py
+        from torch.profiler import profile as tprofile, ProfilerActivity
+        with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(3):
+                loss = model.loss(img, vis, msk, maskf)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+                opt.step()
+        tset = {N, N + 1, M, M + 1, N - M, N - M + 1}
+        by_op, total, attn = {}, 0.0, 0.0
+        for e in prof.events():
+            us = e.self_cpu_time_total
+            total += us
+            by_op[e.name] = by_op.get(e.name, 0.0) + us
+            if any(len(sh) >= 2 and sh[-1] in tset and sh[-2] in tset for sh in (e.input_shapes or []) if isinstance(sh, (list, tuple))):
+                attn += us
+        print(f"PROFILE engine=pytorch-{name} steps=3 kernel_ms_per_step={total / 3000:.1f} attention_ms_per_step={attn / 3000:.1f} attention_share={attn / total:.2f}")
+        for op, us in sorted(by_op.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"PROFILE-OP engine=pytorch-{name} op={op} ms_per_step={us / 3000:.1f} share={us / total:.2f}")
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"RESULT pytorch-{name} median_ms={med:.2f} images_per_s={B / med * 1000:.0f} batch={B} dim={D} tokens={N} peak_rss_mb={rss:.0f} threads={torch.get_num_threads()} device={DEV}")

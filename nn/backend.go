@@ -143,7 +143,7 @@ type BackendOptions struct {
 
 // ORTOptionsEnv names extra ONNX Runtime session options appended to the backend config, for measuring
 // levers (BENCHMARKS.md): e.g. MIMLAB_ORT_OPTIONS="mem_pattern=0,arena=0" (keys: threads, inter_threads,
-// spin, mem_pattern, arena; see third_party/compute-onnx/MIMLAB.md).
+// spin, mem_pattern, arena, profile; see third_party/compute-onnx/MIMLAB.md).
 const ORTOptionsEnv = "MIMLAB_ORT_OPTIONS"
 
 // ORTConfig is the compute-onnx backend config for o (plus $MIMLAB_ORT_OPTIONS).

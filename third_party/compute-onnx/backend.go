@@ -151,11 +151,17 @@ func init() {
 
 // sessionConfig holds the ONNX Runtime session options set by the backend config (added for mimlab):
 // "threads=N" (intra-op pool size; 0 = ORT's default, one per physical core), "inter_threads=N",
-// "spin=0|1" (session.intra_op.allow_spinning), "mem_pattern=0|1", "arena=0|1". Unset options keep ORT's
+// "spin=0|1" (session.intra_op.allow_spinning), "mem_pattern=0|1", "arena=0|1", "profile=PREFIX" (ORT's
+// per-node profiler; each session writes PREFIX_<date>.json when released), "dot=matmul|einsum" (how a
+// DotGeneral that is not a plain MatMul is lowered; matmul by default), "broadcast=implicit|expand" (whether an
+// elementwise op uses ONNX broadcasting instead of a materialised Expand; implicit by default). Unset options keep ORT's
 // defaults.
 type sessionConfig struct {
 	intraThreads, interThreads int
 	spin, memPattern, arena    *bool
+	profile                    string
+	einsum                     bool // "dot=einsum": DotGeneral through ONNX Einsum as upstream does
+	expand                     bool // "broadcast=expand": every BroadcastInDim materialised, as upstream
 }
 
 // parseConfigSession parses the backend config; session options land in sc.
@@ -198,7 +204,7 @@ func parseConfigSession(config string, sc *sessionConfig) (cuda bool, logSeverit
 					return false, 0, serr
 				}
 			} else {
-				return false, 0, errors.Errorf("unknown config option: %q (known: log, threads, inter_threads, spin, mem_pattern, arena)", key)
+				return false, 0, errors.Errorf("unknown config option: %q (known: log, threads, inter_threads, spin, mem_pattern, arena, profile, dot, broadcast)", key)
 			}
 		} else {
 			partLower := strings.ToLower(part)
@@ -443,6 +449,32 @@ func (sc *sessionConfig) set(key, val string) (handled bool, err error) {
 			sc.interThreads = n
 		}
 		return true, nil
+	case "dot":
+		switch val {
+		case "einsum":
+			sc.einsum = true
+		case "matmul":
+			sc.einsum = false
+		default:
+			return true, errors.Errorf("invalid dot %q: want matmul or einsum", val)
+		}
+		return true, nil
+	case "broadcast":
+		switch val {
+		case "expand":
+			sc.expand = true
+		case "implicit":
+			sc.expand = false
+		default:
+			return true, errors.Errorf("invalid broadcast %q: want implicit or expand", val)
+		}
+		return true, nil
+	case "profile":
+		if val == "" {
+			return true, errors.New("invalid profile \"\": want a file prefix")
+		}
+		sc.profile = val
+		return true, nil
 	case "spin", "mem_pattern", "arena":
 		var b bool
 		switch val {
@@ -497,6 +529,11 @@ func (sc *sessionConfig) apply(o *ort.SessionOptions) error {
 	if sc.arena != nil {
 		if err := o.SetCpuMemArena(*sc.arena); err != nil {
 			return errors.Wrap(err, "arena")
+		}
+	}
+	if sc.profile != "" {
+		if err := o.EnableProfiling(sc.profile); err != nil {
+			return errors.Wrap(err, "profile")
 		}
 	}
 	return nil

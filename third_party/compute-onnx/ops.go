@@ -109,6 +109,9 @@ func (f *Function) addBinaryOp(opType compute.OpType, onnxOpType string, lhs, rh
 	if err != nil {
 		return nil, err
 	}
+	if !f.builder.backend.session.expand {
+		lhsNode, rhsNode = implicitBroadcast(lhsNode, rhsNode)
+	}
 
 	f.nodeCount++
 	node := &Node{
@@ -164,4 +167,60 @@ func (f *Function) addUnaryOp(opType compute.OpType, onnxOpType string, x comput
 	}
 	f.nodes = append(f.nodes, node)
 	return node, nil
+}
+
+// implicitBroadcast (added for mimlab): when one operand of an elementwise binary op is an Expand (XLA's
+// explicit BroadcastInDim) of a same-rank tensor and the other operand already has the full shape, the op
+// takes the Expand's input instead and ONNX's own broadcasting does the rest, so the broadcast tensor is
+// never materialised (softmax and LayerNorm statistics, biases: about 8% of a 196-token training step
+// before). Expands left without consumers are not emitted (see unconsumed).
+func implicitBroadcast(lhs, rhs *Node) (*Node, *Node) {
+	inner := func(n *Node) *Node {
+		if n.opType != "Expand" || len(n.inputs) == 0 || n.inputs[0].shape.Rank() != n.shape.Rank() {
+			return nil
+		}
+		return n.inputs[0]
+	}
+	full := func(n, other *Node) bool { return equalDims(n.shape.Dimensions, other.shape.Dimensions) }
+	if in := inner(rhs); in != nil && full(lhs, rhs) {
+		return lhs, in
+	}
+	if in := inner(lhs); in != nil && full(rhs, lhs) {
+		return in, rhs
+	}
+	return lhs, rhs
+}
+
+// unconsumed (added for mimlab) lists the Expand and Reshape nodes no node of any function of the builder
+// and no output uses (left behind by implicitBroadcast), so they are not emitted.
+func unconsumed(b *Builder) map[*Node]bool {
+	uses := make(map[*Node]int)
+	for _, fn := range b.funcs {
+		for _, n := range fn.nodes {
+			for _, in := range n.inputs {
+				uses[in]++
+			}
+		}
+		for _, r := range fn.returns {
+			uses[r]++
+		}
+	}
+	dead := make(map[*Node]bool)
+	for changed := true; changed; {
+		changed = false
+		for _, fn := range b.funcs {
+			for i := len(fn.nodes) - 1; i >= 0; i-- {
+				n := fn.nodes[i]
+				if dead[n] || uses[n] > 0 || (n.opType != "Expand" && n.opType != "Reshape") || len(n.outputNames) > 0 {
+					continue
+				}
+				dead[n] = true
+				changed = true
+				for _, in := range n.inputs {
+					uses[in]--
+				}
+			}
+		}
+	}
+	return dead
 }

@@ -170,6 +170,15 @@ func (f *Function) DotGeneral(
 		}
 		f.nodes = append(f.nodes, matmulNode)
 		lastNode = matmulNode
+	} else if !f.builder.backend.session.einsum {
+		// Added for mimlab: every other DotGeneral as Transpose/Reshape + one batched MatMul (as PyTorch's
+		// matmul does), because ORT's Einsum kernel was 44% of a 196-token training step (BENCHMARKS.md).
+		// "dot=einsum" in the config restores the Einsum below.
+		mm, err := f.dotGeneralAsMatMul(lhsInput, lhsContractingAxes, lhsBatchAxes, rhsInput, rhsContractingAxes, rhsBatchAxes, outShape.Dimensions)
+		if err != nil {
+			return nil, err
+		}
+		lastNode = mm
 	} else {
 		// 3. Fallback: Generate Einsum equation
 		equation := fmt.Sprintf("%s,%s->%s",
@@ -226,4 +235,130 @@ func (f *Function) DotGeneral(
 	}
 
 	return finalVal, nil
+}
+
+// dotGeneralAsMatMul (added for mimlab) lowers a DotGeneral to MatMul: lhs is transposed to
+// [batch..., free..., contracting...] and reshaped to [B, M, K], rhs to [batch..., contracting..., free...]
+// and [B, K, N]; the [B, M, N] product is reshaped to XLA's output order [batch..., lhs free..., rhs free...]
+// (outDims). Transposes and reshapes that would not change anything are left out; without batch axes the
+// product is 2-D. When only the last two axes of a side are swapped, ORT fuses the Transpose into its
+// MatMul (FusedMatMul), so no copy is made.
+func (f *Function) dotGeneralAsMatMul(lhs *Node, lhsContract, lhsBatch []int, rhs *Node, rhsContract, rhsBatch []int, outDims []int) (*Node, error) {
+	free := func(rank int, used ...[]int) []int {
+		in := make(map[int]bool)
+		for _, u := range used {
+			for _, a := range u {
+				in[a] = true
+			}
+		}
+		var out []int
+		for i := 0; i < rank; i++ {
+			if !in[i] {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	size := func(n *Node, axes []int) int {
+		p := 1
+		for _, a := range axes {
+			p *= n.shape.Dimensions[a]
+		}
+		return p
+	}
+	arrange := func(n *Node, perm []int, dims []int) (*Node, error) {
+		v := n
+		identity := true
+		for i, p := range perm {
+			if p != i {
+				identity = false
+			}
+		}
+		if !identity {
+			t, err := f.Transpose(v, perm...)
+			if err != nil {
+				return nil, err
+			}
+			v = t.(*Node)
+		}
+		if !equalDims(v.shape.Dimensions, dims) {
+			r, err := f.Reshape(v, dims...)
+			if err != nil {
+				return nil, err
+			}
+			v = r.(*Node)
+		}
+		return v, nil
+	}
+	lhsFree := free(lhs.shape.Rank(), lhsContract, lhsBatch)
+	rhsFree := free(rhs.shape.Rank(), rhsContract, rhsBatch)
+	b, m, k, n := size(lhs, lhsBatch), size(lhs, lhsFree), size(lhs, lhsContract), size(rhs, rhsFree)
+	lhsDims, rhsDims := []int{m, k}, []int{k, n}
+	if len(lhsBatch) > 0 {
+		lhsDims, rhsDims = []int{b, m, k}, []int{b, k, n}
+	}
+	// Keep a side's own rank when it already is [batch..., one free, one contracting] (or the rhs mirror):
+	// the reshape would be a no-op and a bare last-two-axes Transpose stays fusable.
+	if len(lhsFree) == 1 && len(lhsContract) == 1 && len(lhsBatch) > 1 {
+		lhsDims = append(dimsOf(lhs, lhsBatch), m, k)
+		rhsDims = append(dimsOf(rhs, rhsBatch), k, n)
+		if len(rhsFree) != 1 || len(rhsContract) != 1 {
+			lhsDims, rhsDims = []int{b, m, k}, []int{b, k, n}
+		}
+	}
+	l, err := arrange(lhs, concatInts(lhsBatch, lhsFree, lhsContract), lhsDims)
+	if err != nil {
+		return nil, err
+	}
+	r, err := arrange(rhs, concatInts(rhsBatch, rhsContract, rhsFree), rhsDims)
+	if err != nil {
+		return nil, err
+	}
+	prodDims := append(append([]int{}, lhsDims[:len(lhsDims)-1]...), n)
+	prodShape := lhs.shape.Clone()
+	prodShape.Dimensions = prodDims
+	f.nodeCount++
+	mm := &Node{
+		name:   fmt.Sprintf("node_%d", f.nodeCount),
+		opType: "MatMul",
+		inputs: []*Node{l, r},
+		shape:  prodShape,
+	}
+	f.nodes = append(f.nodes, mm)
+	if equalDims(prodDims, outDims) {
+		return mm, nil
+	}
+	out, err := f.Reshape(mm, outDims...)
+	if err != nil {
+		return nil, err
+	}
+	return out.(*Node), nil
+}
+
+func dimsOf(n *Node, axes []int) []int {
+	out := make([]int, len(axes))
+	for i, a := range axes {
+		out[i] = n.shape.Dimensions[a]
+	}
+	return out
+}
+
+func concatInts(parts ...[]int) []int {
+	var out []int
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func equalDims(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -55,6 +55,7 @@ OrtStatus* wrapper_SetInterOpNumThreads(const OrtApi* api, OrtSessionOptions* op
 OrtStatus* wrapper_AddSessionConfigEntry(const OrtApi* api, OrtSessionOptions* options, const char* key, const char* value);
 OrtStatus* wrapper_SetMemPattern(const OrtApi* api, OrtSessionOptions* options, int enable);
 OrtStatus* wrapper_SetCpuMemArena(const OrtApi* api, OrtSessionOptions* options, int enable);
+OrtStatus* wrapper_EnableProfiling(const OrtApi* api, OrtSessionOptions* options, const char* prefix);
 
 // IoBinding
 OrtStatus* wrapper_CreateIoBinding(const OrtApi* api, OrtSession* session, OrtIoBinding** out);
@@ -230,6 +231,14 @@ func (so *SessionOptions) AddSessionConfigEntry(key, value string) error {
 // SetMemPattern enables or disables the memory pattern optimisation. Added for mimlab.
 func (so *SessionOptions) SetMemPattern(enable bool) error {
 	return statusToError(C.wrapper_SetMemPattern(ortApi, so.options, cBool(enable)))
+}
+
+// EnableProfiling makes each session write ORT's per-node profile (Chrome trace JSON) to
+// prefix_<date>.json when it is released. Added for mimlab.
+func (so *SessionOptions) EnableProfiling(prefix string) error {
+	cs := C.CString(prefix)
+	defer C.free(unsafe.Pointer(cs))
+	return statusToError(C.wrapper_EnableProfiling(ortApi, so.options, cs))
 }
 
 // SetCpuMemArena enables or disables the CPU memory arena. Added for mimlab.

@@ -158,6 +158,10 @@ OrtStatus* wrapper_SetCpuMemArena(const OrtApi* api, OrtSessionOptions* options,
     return enable ? api->EnableCpuMemArena(options) : api->DisableCpuMemArena(options);
 }
 
+OrtStatus* wrapper_EnableProfiling(const OrtApi* api, OrtSessionOptions* options, const char* prefix) {
+    return api->EnableProfiling(options, prefix);
+}
+
 // --- IoBinding wrappers ---
 
 OrtStatus* wrapper_CreateIoBinding(const OrtApi* api, OrtSession* session, OrtIoBinding** out) {
