@@ -53,10 +53,12 @@ func BenchmarkQuickstartStep(b *testing.B) {
 				return
 			}
 			env.AddSpec(tr.Hash, tr.Resolved)
+			phase("start")
 			t, err := env.Prepare(tr.Hash)
 			if err != nil {
 				b.Fatal(err)
 			}
+			phase("data loaded")
 			trn, err := t.NewTrainer()
 			if err != nil {
 				b.Fatal(err)
@@ -74,7 +76,12 @@ func BenchmarkQuickstartStep(b *testing.B) {
 				if _, _, _, err := trn.TrainStep(1e-4, fixed...); err != nil {
 					b.Fatal(err)
 				}
+				if i == 0 {
+					phase("first step (graph compiled)")
+				}
 			}
+			phase("warm-up done")
+			defer phase("timed steps done")
 			var step, full []float64
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -107,3 +114,27 @@ func BenchmarkQuickstartStep(b *testing.B) {
 }
 
 func ms2(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// phase prints the process's resident and peak resident memory (/proc/self/status) when
+// MIMLAB_BENCH_PHASES is set: where in a step benchmark the memory goes (BENCHMARKS.md, issue 18).
+func phase(name string) {
+	if os.Getenv("MIMLAB_BENCH_PHASES") == "" {
+		return
+	}
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	var rss, hwm string
+	for _, line := range strings.Split(string(st), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "VmRSS:" {
+			rss = f[1]
+		}
+		if len(f) >= 2 && f[0] == "VmHWM:" {
+			hwm = f[1]
+		}
+	}
+	kb := func(s string) float64 { var v float64; fmt.Sscan(s, &v); return v / 1024 }
+	fmt.Printf("PHASE %-28s rss_mb=%.0f peak_mb=%.0f\n", name, kb(rss), kb(hwm))
+}

@@ -251,3 +251,37 @@ func TestLoaderErrorsInsteadOfPanicking(t *testing.T) {
 		t.Fatalf("got %v", b.Err)
 	}
 }
+
+// TestResizeAfterSubset: MNIST takes its class-balanced subsets before resizing (so a 56x56 run does not
+// hold all 70,000 resized images); the images, labels and train statistics are those of resizing each
+// image of the native-size subset, and the subsets are the same.
+func TestResizeAfterSubset(t *testing.T) {
+	native := defaults("mnist")
+	native.TrainLimit, native.TestLimit = 300, 100
+	big := *native
+	big.ImageSize, big.PatchSize = 56, 4
+	a, b := load(t, native), load(t, &big)
+	if b.Size != 56 || b.Train.N != 300 || b.Test.N != 100 {
+		t.Fatalf("56x56 load: %d/%d images of size %d", b.Train.N, b.Test.N, b.Size)
+	}
+	for _, sp := range []struct {
+		name   string
+		nat, r Split
+	}{{"train", a.Train, b.Train}, {"test", a.Test, b.Test}} {
+		for i := 0; i < sp.nat.N; i++ {
+			if sp.nat.Labels[i] != sp.r.Labels[i] {
+				t.Fatalf("%s image %d: label %d, native-size subset %d", sp.name, i, sp.r.Labels[i], sp.nat.Labels[i])
+			}
+			want := resizeBilinear(sp.nat.Images[i*784:(i+1)*784], 1, 28, 28, 56, 56)
+			for j, v := range want {
+				if sp.r.Images[i*3136+j] != v {
+					t.Fatalf("%s image %d pixel %d: %v, resized native %v", sp.name, i, j, sp.r.Images[i*3136+j], v)
+				}
+			}
+		}
+	}
+	mean, std := channelStats(b.Train, 1, 56)
+	if mean[0] != b.Mean[0] || std[0] != b.Std[0] {
+		t.Errorf("train statistics %v/%v, of the resized images %v/%v", b.Mean, b.Std, mean, std)
+	}
+}

@@ -214,6 +214,12 @@ func (s Split) subset(idx []int, imgLen int) Split {
 
 // applyLimits takes the class-balanced subsets and computes the train statistics.
 func (d *Dataset) applyLimits(c *Config) {
+	d.limit(c)
+	d.Mean, d.Std = channelStats(d.Train, d.Channels, d.Size)
+}
+
+// limit takes the class-balanced subsets (train_limit, test_limit) of the splits as loaded.
+func (d *Dataset) limit(c *Config) {
 	seed := c.SubsetSeed
 	n := d.ImageLen()
 	if c.TrainLimit > 0 && c.TrainLimit < d.Train.N {
@@ -222,7 +228,6 @@ func (d *Dataset) applyLimits(c *Config) {
 	if c.TestLimit > 0 && c.TestLimit < d.Test.N {
 		d.Test = d.Test.subset(balancedSubset(d.Test.Labels, d.Classes, c.TestLimit, seed+1), n)
 	}
-	d.Mean, d.Std = channelStats(d.Train, d.Channels, d.Size)
 }
 
 func channelStats(s Split, c, size int) (mean, std []float32) {

@@ -142,13 +142,15 @@ type BackendOptions struct {
 }
 
 // ORTOptionsEnv names extra ONNX Runtime session options appended to the backend config, for measuring
-// levers (BENCHMARKS.md): e.g. MIMLAB_ORT_OPTIONS="mem_pattern=0,arena=0" (keys: threads, inter_threads,
-// spin, mem_pattern, arena, profile; see third_party/compute-onnx/MIMLAB.md).
+// levers (BENCHMARKS.md): e.g. MIMLAB_ORT_OPTIONS="mem_pattern=1,arena=0" (keys: threads, inter_threads,
+// spin, mem_pattern, arena, profile, dot, broadcast; see third_party/compute-onnx/MIMLAB.md). Later keys win.
+// "profile=/tmp/p" there makes every session write ORT's per-node profile (bench/ort_profile.py).
 const ORTOptionsEnv = "MIMLAB_ORT_OPTIONS"
 
-// ORTConfig is the compute-onnx backend config for o (plus $MIMLAB_ORT_OPTIONS).
+// ORTConfig is the compute-onnx backend config for o (plus $MIMLAB_ORT_OPTIONS). ORT's memory pattern is
+// off: it cut peak RSS by about a fifth with no slower step (BENCHMARKS.md, issue 18).
 func (o BackendOptions) ORTConfig() string {
-	cfg := "onnx:cpu"
+	cfg := "onnx:cpu,mem_pattern=0"
 	if o.Threads > 0 {
 		cfg += fmt.Sprintf(",threads=%d,spin=0", o.Threads)
 	}
