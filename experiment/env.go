@@ -33,6 +33,7 @@ type Env struct {
 	mu       sync.Mutex
 	datasets map[string]*data.Dataset
 	specs    map[string]*spec.Resolved
+	refLocks map[string]*sync.Mutex // one per reference-row key: trials of one process compute a reference once
 }
 
 // NewEnv makes an environment.
@@ -46,6 +47,25 @@ func (e *Env) AddSpec(hash string, res *spec.Resolved) {
 	e.mu.Lock()
 	e.specs[hash] = res
 	e.mu.Unlock()
+}
+
+// lockReference serialises the computation of one reference row (raw pixels, random-init ViT) among the
+// trials this process runs at once: under -j N they share a dataset and model, and each used to compute the
+// same references at the same time (the quickstart's two trials both did). The second waits, then finds
+// them stored. It returns the unlock.
+func (e *Env) lockReference(key string) func() {
+	e.mu.Lock()
+	if e.refLocks == nil {
+		e.refLocks = map[string]*sync.Mutex{}
+	}
+	l, ok := e.refLocks[key]
+	if !ok {
+		l = &sync.Mutex{}
+		e.refLocks[key] = l
+	}
+	e.mu.Unlock()
+	l.Lock()
+	return l.Unlock
 }
 
 func (e *Env) spec(hash string) (*spec.Resolved, error) {

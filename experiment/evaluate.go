@@ -256,6 +256,7 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		return nil
 	}
 	rawKey, randKey := t.BaselineKeys()
+	defer t.env.lockReference(rawKey + "\x00" + randKey)()
 	arch := fmt.Sprintf("vit d%d x%d h%d p%d", t.Model.ViT.Dim, t.Model.ViT.Depth, t.Model.ViT.Heads, t.Model.ViT.PatchSize)
 	var rawTodo, randTodo []eval.Reading
 	for _, r := range ec.Readings() {
