@@ -151,25 +151,23 @@ for name, make in [("cae", CAE), ("beit", BEiT)]:
     model = model.to(DEV)
     model.train()
     opt = torch.optim.AdamW(groups(model), lr=1e-4, betas=(0.9, 0.999))
-    times = []
-    for i in range(steps + 5):
-        t0 = time.perf_counter()
+    def train_step():
         loss = model.loss(img, vis, msk, maskf)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         opt.step()
+    times = []
+    for i in range(steps + 5):
+        t0 = time.perf_counter()
+        train_step()
         if DEV.type == "cuda": torch.cuda.synchronize()
         if i >= 5: times.append((time.perf_counter() - t0) * 1000)
     if os.environ.get("TORCH_PROFILE"):  # per-op profile of 3 more steps, printed like bench/ort_profile.py
         from torch.profiler import profile as tprofile, ProfilerActivity
         with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(3):
-                loss = model.loss(img, vis, msk, maskf)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
-                opt.step()
+                train_step()
         tset = {N, N + 1, M, M + 1, N - M, N - M + 1}
         by_op, total, attn = {}, 0.0, 0.0
         for e in prof.events():

@@ -4,6 +4,7 @@ package onnxbackend
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/shapeinference"
@@ -181,7 +182,7 @@ func implicitBroadcast(lhs, rhs *Node) (*Node, *Node) {
 		}
 		return n.inputs[0]
 	}
-	full := func(n, other *Node) bool { return equalDims(n.shape.Dimensions, other.shape.Dimensions) }
+	full := func(n, other *Node) bool { return slices.Equal(n.shape.Dimensions, other.shape.Dimensions) }
 	if in := inner(rhs); in != nil && full(lhs, rhs) {
 		return lhs, in
 	}

@@ -4,6 +4,7 @@ package onnxbackend
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gomlx/compute"
@@ -281,7 +282,7 @@ func (f *Function) dotGeneralAsMatMul(lhs *Node, lhsContract, lhsBatch []int, rh
 			}
 			v = t.(*Node)
 		}
-		if !equalDims(v.shape.Dimensions, dims) {
+		if !slices.Equal(v.shape.Dimensions, dims) {
 			r, err := f.Reshape(v, dims...)
 			if err != nil {
 				return nil, err
@@ -294,23 +295,20 @@ func (f *Function) dotGeneralAsMatMul(lhs *Node, lhsContract, lhsBatch []int, rh
 	rhsFree := free(rhs.shape.Rank(), rhsContract, rhsBatch)
 	b, m, k, n := size(lhs, lhsBatch), size(lhs, lhsFree), size(lhs, lhsContract), size(rhs, rhsFree)
 	lhsDims, rhsDims := []int{m, k}, []int{k, n}
-	if len(lhsBatch) > 0 {
-		lhsDims, rhsDims = []int{b, m, k}, []int{b, k, n}
-	}
-	// Keep a side's own rank when it already is [batch..., one free, one contracting] (or the rhs mirror):
-	// the reshape would be a no-op and a bare last-two-axes Transpose stays fusable.
-	if len(lhsFree) == 1 && len(lhsContract) == 1 && len(lhsBatch) > 1 {
+	switch {
+	case len(lhsBatch) > 1 && len(lhsFree) == 1 && len(rhsFree) == 1 && len(lhsContract) == 1:
+		// Each side already is [batch..., one free, one contracting] once transposed: keep its batch axes,
+		// so no reshape is needed and a bare last-two-axes Transpose stays fusable into FusedMatMul.
 		lhsDims = append(dimsOf(lhs, lhsBatch), m, k)
 		rhsDims = append(dimsOf(rhs, rhsBatch), k, n)
-		if len(rhsFree) != 1 || len(rhsContract) != 1 {
-			lhsDims, rhsDims = []int{b, m, k}, []int{b, k, n}
-		}
+	case len(lhsBatch) > 0:
+		lhsDims, rhsDims = []int{b, m, k}, []int{b, k, n}
 	}
-	l, err := arrange(lhs, concatInts(lhsBatch, lhsFree, lhsContract), lhsDims)
+	l, err := arrange(lhs, slices.Concat(lhsBatch, lhsFree, lhsContract), lhsDims)
 	if err != nil {
 		return nil, err
 	}
-	r, err := arrange(rhs, concatInts(rhsBatch, rhsContract, rhsFree), rhsDims)
+	r, err := arrange(rhs, slices.Concat(rhsBatch, rhsContract, rhsFree), rhsDims)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +323,7 @@ func (f *Function) dotGeneralAsMatMul(lhs *Node, lhsContract, lhsBatch []int, rh
 		shape:  prodShape,
 	}
 	f.nodes = append(f.nodes, mm)
-	if equalDims(prodDims, outDims) {
+	if slices.Equal(prodDims, outDims) {
 		return mm, nil
 	}
 	out, err := f.Reshape(mm, outDims...)
@@ -341,24 +339,4 @@ func dimsOf(n *Node, axes []int) []int {
 		out[i] = n.shape.Dimensions[a]
 	}
 	return out
-}
-
-func concatInts(parts ...[]int) []int {
-	var out []int
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
-func equalDims(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
