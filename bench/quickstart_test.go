@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -136,5 +137,11 @@ func phase(name string) {
 		}
 	}
 	kb := func(s string) float64 { var v float64; fmt.Sscan(s, &v); return v / 1024 }
-	fmt.Printf("PHASE %-28s rss_mb=%.0f peak_mb=%.0f\n", name, kb(rss), kb(hwm))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mb := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	// go_heap: live Go objects; go_held: what Go's heap holds from the OS beyond them (freed but not yet
+	// returned); the rest of rss is ONNX Runtime, its arena and the binaries.
+	fmt.Printf("PHASE %-28s rss_mb=%.0f peak_mb=%.0f go_heap_mb=%.0f go_held_mb=%.0f\n", name, kb(rss), kb(hwm),
+		mb(ms.HeapAlloc), mb(ms.HeapSys-ms.HeapReleased-ms.HeapAlloc))
 }

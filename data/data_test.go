@@ -285,3 +285,33 @@ func TestResizeAfterSubset(t *testing.T) {
 		t.Errorf("train statistics %v/%v, of the resized images %v/%v", b.Mean, b.Std, mean, std)
 	}
 }
+
+// TestSubsetBeforeConvert: MNIST converts to float32 only the images its subsets keep; the subsets, their
+// images and the train statistics are those of converting all 70,000 and then taking the subsets.
+func TestSubsetBeforeConvert(t *testing.T) {
+	all := defaults("mnist")
+	all.TrainLimit, all.TestLimit = 0, 0
+	some := *all
+	some.TrainLimit, some.TestLimit = 300, 100
+	full, sub := load(t, all), load(t, &some)
+	for _, sp := range []struct {
+		name   string
+		full   Split
+		limit  int
+		seed   uint64
+		subset Split
+	}{{"train", full.Train, 300, some.SubsetSeed, sub.Train}, {"test", full.Test, 100, some.SubsetSeed + 1, sub.Test}} {
+		want := sp.full.subset(balancedSubset(sp.full.Labels, 10, sp.limit, sp.seed), 784)
+		if sp.subset.N != want.N || !slices.Equal(sp.subset.Labels, want.Labels) || !slices.Equal(sp.subset.Images, want.Images) {
+			t.Fatalf("%s: %d images (labels equal %v, pixels equal %v), converting all then subsetting gives %d",
+				sp.name, sp.subset.N, slices.Equal(sp.subset.Labels, want.Labels), slices.Equal(sp.subset.Images, want.Images), want.N)
+		}
+	}
+	mean, std := channelStats(full.Train.subset(balancedSubset(full.Train.Labels, 10, 300, some.SubsetSeed), 784), 1, 28)
+	if mean[0] != sub.Mean[0] || std[0] != sub.Std[0] {
+		t.Errorf("train statistics %v/%v, want %v/%v", sub.Mean, sub.Std, mean, std)
+	}
+	if full.Train.N != 60000 || full.Test.N != 10000 {
+		t.Errorf("no limits: %d/%d images, want 60000/10000", full.Train.N, full.Test.N)
+	}
+}

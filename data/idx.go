@@ -53,8 +53,36 @@ func readIDX(path string) (dims []int, data []byte, err error) {
 	return dims, data, nil
 }
 
+// idxSplit is one split of an idx dataset as read: uint8 pixels and labels, converted to float32 only for
+// the images a run keeps (MNIST's 70,000 images as float32 are 220 MB, which Go's heap then kept from the
+// OS for the whole run: BENCHMARKS.md, issue 18).
+type idxSplit struct {
+	pix    []byte
+	labels []int
+	n      int
+}
+
+// floats converts the images idx (all of them when idx is nil) to a Split in [0, 1].
+func (r idxSplit) floats(idx []int, size int) Split {
+	if idx == nil {
+		idx = make([]int, r.n)
+		for i := range idx {
+			idx[i] = i
+		}
+	}
+	n := size * size
+	s := Split{Images: make([]float32, len(idx)*n), Labels: make([]int, len(idx)), N: len(idx)}
+	for k, i := range idx {
+		for j, b := range r.pix[i*n : (i+1)*n] {
+			s.Images[k*n+j] = float32(b) / 255
+		}
+		s.Labels[k] = r.labels[i]
+	}
+	return s
+}
+
 // loadIDXPair reads <prefix>-images-idx3-ubyte(.gz) and <prefix>-labels-idx1-ubyte(.gz) from dir.
-func loadIDXPair(dir, prefix string) (Split, int, error) {
+func loadIDXPair(dir, prefix string) (idxSplit, int, error) {
 	find := func(base string) (string, error) {
 		for _, p := range []string{base + ".gz", base} {
 			if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
@@ -65,32 +93,29 @@ func loadIDXPair(dir, prefix string) (Split, int, error) {
 	}
 	ip, err := find(prefix + "-images-idx3-ubyte")
 	if err != nil {
-		return Split{}, 0, err
+		return idxSplit{}, 0, err
 	}
 	lp, err := find(prefix + "-labels-idx1-ubyte")
 	if err != nil {
-		return Split{}, 0, err
+		return idxSplit{}, 0, err
 	}
 	idims, img, err := readIDX(ip)
 	if err != nil {
-		return Split{}, 0, err
+		return idxSplit{}, 0, err
 	}
 	ldims, lab, err := readIDX(lp)
 	if err != nil {
-		return Split{}, 0, err
+		return idxSplit{}, 0, err
 	}
 	if len(idims) != 3 || len(ldims) != 1 || idims[0] != ldims[0] || idims[1] != idims[2] {
-		return Split{}, 0, fmt.Errorf("%s / %s: shapes %v and %v do not match (want [N,S,S] and [N])", ip, lp, idims, ldims)
+		return idxSplit{}, 0, fmt.Errorf("%s / %s: shapes %v and %v do not match (want [N,S,S] and [N])", ip, lp, idims, ldims)
 	}
-	s := Split{Images: make([]float32, len(img)), Labels: make([]int, len(lab)), N: idims[0]}
-	for i, b := range img {
-		s.Images[i] = float32(b) / 255
-	}
+	s := idxSplit{pix: img, labels: make([]int, len(lab)), n: idims[0]}
 	for i, l := range lab {
 		if l > 9 {
-			return Split{}, 0, fmt.Errorf("%s: label %d at %d is not a digit class 0-9", lp, l, i)
+			return idxSplit{}, 0, fmt.Errorf("%s: label %d at %d is not a digit class 0-9", lp, l, i)
 		}
-		s.Labels[i] = int(l)
+		s.labels[i] = int(l)
 	}
 	return s, idims[1], nil
 }

@@ -85,10 +85,19 @@ func loadIDXDataset(c *Config, name, dir string, classes []string, hint string) 
 	if err != nil {
 		return nil, fmt.Errorf("data.name = %q: %w", name, withHint(err, hint))
 	}
-	d := &Dataset{Name: name, Channels: 1, Size: size, Classes: 10, ClassNames: classes, Train: train, Test: test}
-	// Subsets first, then resizing: resizing all 70,000 images to 56x56 before keeping 12,000 of them
-	// held 1.9 GB (BENCHMARKS.md, issue 18); each image is resized on its own, so the result is the same.
-	d.limit(c)
+	// The class-balanced subsets are taken from the uint8 images as read, then converted to float32, then
+	// resized: converting or resizing all 70,000 images first held 220 MB (1.9 GB at 56x56) for images the
+	// run never uses (BENCHMARKS.md, issue 18). Each image is converted and resized on its own, so the
+	// result is the same.
+	keep := func(s idxSplit, limit int, seed uint64) []int {
+		if limit > 0 && limit < s.n {
+			return balancedSubset(s.labels, 10, limit, seed)
+		}
+		return nil
+	}
+	d := &Dataset{Name: name, Channels: 1, Size: size, Classes: 10, ClassNames: classes,
+		Train: train.floats(keep(train, c.TrainLimit, c.SubsetSeed), size),
+		Test:  test.floats(keep(test, c.TestLimit, c.SubsetSeed+1), size)}
 	if err := d.conform(c); err != nil {
 		return nil, err
 	}

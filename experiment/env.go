@@ -98,6 +98,9 @@ func (e *Env) Dataset(c *data.Config) (*data.Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Loading leaves the decoded files and the pre-resize images as garbage (140 MB at 56x56), which Go's
+	// heap would otherwise keep from the OS for the whole run (BENCHMARKS.md, issue 18).
+	debug.FreeOSMemory()
 	e.datasets[key] = d
 	return d, nil
 }
