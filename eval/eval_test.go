@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -193,5 +194,50 @@ func TestSortReadings(t *testing.T) {
 	want := "linear linear_mean knn_mean attentive finetune_100 finetune_1000 finetune_1000_mean finetune tokenizer"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("%v, want %s", got, want)
+	}
+}
+
+// TestSoftmaxObjectiveGradient: the linear probe's gradient against central finite differences (float64),
+// the same loss and gradient whatever the number of goroutines, and no stale cache when the point moves.
+func TestSoftmaxObjectiveGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 0))
+	n, d, c := 37, 5, 3
+	x := make([]float64, n*d)
+	labels := make([]int, n)
+	for i := range x {
+		x[i] = r.NormFloat64()
+	}
+	for i := range labels {
+		labels[i] = r.IntN(c)
+	}
+	p := make([]float64, c*d+c)
+	for i := range p {
+		p[i] = 0.5 * r.NormFloat64()
+	}
+	o := newSoftmaxObjective(x, labels, n, d, c, 0.3)
+	g := make([]float64, len(p))
+	o.grad(g, p)
+	const h = 1e-6
+	for i := range p {
+		q := append([]float64(nil), p...)
+		q[i] += h
+		up := newSoftmaxObjective(x, labels, n, d, c, 0.3).loss(q)
+		q[i] -= 2 * h
+		down := newSoftmaxObjective(x, labels, n, d, c, 0.3).loss(q)
+		if fd := (up - down) / (2 * h); math.Abs(fd-g[i]) > 1e-7*math.Max(1, math.Abs(fd)) {
+			t.Errorf("param %d: gradient %.10g, finite difference %.10g", i, g[i], fd)
+		}
+	}
+	one := newSoftmaxObjective(x, labels, n, d, c, 0.3)
+	one.workers = 1
+	g1 := make([]float64, len(p))
+	one.grad(g1, p)
+	if one.loss(p) != o.loss(p) || !slices.Equal(g1, g) {
+		t.Errorf("1 goroutine: loss %v, %d goroutines: %v (gradients equal: %v)", one.loss(p), o.workers, o.loss(p), slices.Equal(g1, g))
+	}
+	moved := append([]float64(nil), p...)
+	moved[0] += 1
+	if got, want := o.loss(moved), newSoftmaxObjective(x, labels, n, d, c, 0.3).loss(moved); got != want {
+		t.Errorf("after moving the point: loss %v, fresh objective %v", got, want)
 	}
 }

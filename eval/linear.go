@@ -3,7 +3,11 @@ package eval
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"slices"
+	"sync"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/optimize"
 )
 
@@ -19,66 +23,10 @@ func Linear(train, test Features, l2 float64, maxIter int) (float64, error) {
 	for i, v := range tr.X {
 		x[i] = float64(v)
 	}
-	// params: W [c,d] then b [c]
-	fg := func(grad, p []float64) float64 {
-		for i := range grad {
-			grad[i] = 0
-		}
-		loss := 0.0
-		logits := make([]float64, c)
-		for i := 0; i < tr.N; i++ {
-			row := x[i*d : (i+1)*d]
-			mx := math.Inf(-1)
-			for k := 0; k < c; k++ {
-				s := p[c*d+k]
-				w := p[k*d : (k+1)*d]
-				for j, v := range row {
-					s += w[j] * v
-				}
-				logits[k] = s
-				mx = math.Max(mx, s)
-			}
-			z := 0.0
-			for k := range logits {
-				logits[k] = math.Exp(logits[k] - mx)
-				z += logits[k]
-			}
-			y := tr.Labels[i]
-			loss -= math.Log(logits[y]/z + 1e-300)
-			if grad != nil {
-				for k := 0; k < c; k++ {
-					g := logits[k] / z
-					if k == y {
-						g--
-					}
-					gw := grad[k*d : (k+1)*d]
-					for j, v := range row {
-						gw[j] += g * v
-					}
-					grad[c*d+k] += g
-				}
-			}
-		}
-		n := float64(tr.N)
-		loss /= n
-		reg := 0.0
-		for i := 0; i < c*d; i++ {
-			reg += p[i] * p[i]
-		}
-		loss += 0.5 * l2 * reg
-		if grad != nil {
-			for i := range grad {
-				grad[i] /= n
-			}
-			for i := 0; i < c*d; i++ {
-				grad[i] += l2 * p[i]
-			}
-		}
-		return loss
-	}
+	obj := newSoftmaxObjective(x, tr.Labels, tr.N, d, c, l2)
 	prob := optimize.Problem{
-		Func: func(p []float64) float64 { return fg(nil, p) },
-		Grad: func(g, p []float64) { fg(g, p) },
+		Func: obj.loss,
+		Grad: obj.grad,
 	}
 	p0 := make([]float64, c*d+c)
 	res, err := optimize.Minimize(prob, p0, &optimize.Settings{MajorIterations: maxIter, GradientThreshold: 1e-6}, &optimize.LBFGS{})
@@ -103,4 +51,117 @@ func Linear(train, test Features, l2 float64, maxIter int) (float64, error) {
 		}
 	}
 	return float64(correct) / float64(te.N), nil
+}
+
+// softmaxObjective is the mean cross-entropy of a softmax classifier (params: W [c,d] then b [c]) plus
+// 0.5*l2*|W|^2, with its gradient. gonum's L-BFGS asks for the loss and then the gradient at the same point;
+// both come from one pass over the data and the second call reuses it. The pass is split into a fixed
+// number of chunks of rows, run on up to GOMAXPROCS goroutines and summed in chunk order, so the result does
+// not depend on the machine's core count.
+type softmaxObjective struct {
+	x           []float64
+	labels      []int
+	n, d, c     int
+	l2          float64
+	at          []float64 // the point of the cached loss and gradient
+	cachedLoss  float64
+	cachedGrad  []float64
+	chunkLoss   []float64
+	chunkGrad   [][]float64
+	chunkLogits [][]float64
+	workers     int
+}
+
+// linearChunks is how many row chunks the objective sums: fixed, so the summation order is the same on
+// every machine.
+const linearChunks = 8
+
+func newSoftmaxObjective(x []float64, labels []int, n, d, c int, l2 float64) *softmaxObjective {
+	o := &softmaxObjective{x: x, labels: labels, n: n, d: d, c: c, l2: l2, cachedGrad: make([]float64, c*d+c),
+		chunkLoss: make([]float64, linearChunks), workers: min(runtime.GOMAXPROCS(0), linearChunks)}
+	for range linearChunks {
+		o.chunkGrad = append(o.chunkGrad, make([]float64, c*d+c))
+		o.chunkLogits = append(o.chunkLogits, make([]float64, c))
+	}
+	return o
+}
+
+func (o *softmaxObjective) loss(p []float64) float64 {
+	o.eval(p)
+	return o.cachedLoss
+}
+
+func (o *softmaxObjective) grad(g, p []float64) {
+	o.eval(p)
+	copy(g, o.cachedGrad)
+}
+
+func (o *softmaxObjective) eval(p []float64) {
+	if o.at != nil && slices.Equal(o.at, p) {
+		return
+	}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range o.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				o.chunk(k, p)
+			}
+		}()
+	}
+	for k := range linearChunks {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	c, d := o.c, o.d
+	loss := 0.0
+	g := o.cachedGrad
+	clear(g)
+	for k := range linearChunks {
+		loss += o.chunkLoss[k]
+		floats.Add(g, o.chunkGrad[k])
+	}
+	n := float64(o.n)
+	loss /= n
+	floats.Scale(1/n, g)
+	w := p[:c*d]
+	loss += 0.5 * o.l2 * floats.Dot(w, w)
+	floats.AddScaled(g[:c*d], o.l2, w)
+	o.cachedLoss = loss
+	o.at = append(o.at[:0], p...)
+}
+
+// chunk sums the loss and gradient of rows [k*n/chunks, (k+1)*n/chunks).
+func (o *softmaxObjective) chunk(k int, p []float64) {
+	c, d := o.c, o.d
+	grad, logits := o.chunkGrad[k], o.chunkLogits[k]
+	clear(grad)
+	loss := 0.0
+	for i := k * o.n / linearChunks; i < (k+1)*o.n/linearChunks; i++ {
+		row := o.x[i*d : (i+1)*d]
+		mx := math.Inf(-1)
+		for j := 0; j < c; j++ {
+			logits[j] = p[c*d+j] + floats.Dot(p[j*d:(j+1)*d], row)
+			mx = math.Max(mx, logits[j])
+		}
+		z := 0.0
+		for j := range logits {
+			logits[j] = math.Exp(logits[j] - mx)
+			z += logits[j]
+		}
+		y := o.labels[i]
+		loss -= math.Log(logits[y]/z + 1e-300)
+		for j := 0; j < c; j++ {
+			gj := logits[j] / z
+			if j == y {
+				gj--
+			}
+			floats.AddScaled(grad[j*d:(j+1)*d], gj, row)
+			grad[c*d+j] += gj
+		}
+	}
+	o.chunkLoss[k] = loss
 }

@@ -51,7 +51,7 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 		return Pooled{}, eval.Tokens{}, err
 	}
 	defer prog.Finalize()
-	loader := data.NewLoader(t.Data, split, t.loaderConfig(false), 0)
+	loader := data.NewLoader(t.Data, split, t.evalLoaderConfig(), 0)
 	defer loader.Close()
 	nt := v.NumPatches() + 1
 	labels := append([]int(nil), split.Labels...)
@@ -64,11 +64,16 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 		tk = eval.Tokens{N: split.N, T: nt, D: v.Dim, Labels: labels, X: make([]float32, 0, split.N*nt*v.Dim)}
 	}
 	il := t.Data.ImageLen()
+	start, batches := time.Now(), 0
+	defer func() {
+		fmt.Fprintf(t.env.Log, "  features: %d images in %d batches of %d (%.1fs)\n", split.N, batches, bs, time.Since(start).Seconds())
+	}()
 	for done := 0; done < split.N; {
 		b := loader.Next()
 		if b.Err != nil {
 			return f, tk, b.Err
 		}
+		batches++
 		n := len(b.Labels)
 		img := b.Images
 		if n < bs {
@@ -93,7 +98,7 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 
 // rawPixels are the images themselves as features (normalised as the loader does).
 func (t *Trial) rawPixels(split *data.Split) eval.Features {
-	loader := data.NewLoader(t.Data, split, t.loaderConfig(false), 0)
+	loader := data.NewLoader(t.Data, split, t.evalLoaderConfig(), 0)
 	defer loader.Close()
 	il := t.Data.ImageLen()
 	f := eval.Features{N: split.N, D: il, Labels: append([]int(nil), split.Labels...), X: make([]float32, 0, split.N*il)}

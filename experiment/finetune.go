@@ -189,7 +189,7 @@ func (t *Trial) finetuneAccuracy(tr *nn.Trainer, feature string) (float64, error
 	}
 	defer prog.Finalize()
 	split := &t.Data.Test
-	loader := data.NewLoader(t.Data, split, t.loaderConfig(false), 0)
+	loader := data.NewLoader(t.Data, split, t.evalLoaderConfig(), 0)
 	defer loader.Close()
 	il := t.Data.ImageLen()
 	correct := 0

@@ -135,6 +135,15 @@ func (t *Trial) loaderConfig(train bool) data.LoaderConfig {
 	return lc
 }
 
+// evalLoaderConfig reads a split in order, unaugmented, in batches of eval.batch: the size the feature and
+// accuracy graphs are compiled for. (It used data.batch_size, so each 256-image graph ran on 64 images and
+// padding: feature extraction took 4x as long as it needed, BENCHMARKS.md, issue 18.)
+func (t *Trial) evalLoaderConfig() data.LoaderConfig {
+	lc := t.loaderConfig(false)
+	lc.BatchSize = t.Cfg.Eval.Batch
+	return lc
+}
+
 // StepInputs turns a batch into the training step's data tensors, in the order of Model.DataShapes:
 // images, then masks (a pure function of (seed, step, sample)) when the method needs them, the target's host
 // input when it has one, labels when the method needs them.
