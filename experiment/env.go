@@ -54,7 +54,24 @@ func (e *Env) AddSpec(hash string, res *spec.Resolved) {
 // same references at the same time (the quickstart's two trials both did). The second waits, then finds
 // them stored. It returns the unlock.
 func (e *Env) lockReference(key string) func() {
+	l := e.referenceMutex(key)
+	l.Lock()
+	return l.Unlock
+}
+
+// tryLockReference is lockReference without waiting: ok is false when another trial holds the row, which
+// can then compute another row meanwhile.
+func (e *Env) tryLockReference(key string) (unlock func(), ok bool) {
+	l := e.referenceMutex(key)
+	if !l.TryLock() {
+		return nil, false
+	}
+	return l.Unlock, true
+}
+
+func (e *Env) referenceMutex(key string) *sync.Mutex {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.refLocks == nil {
 		e.refLocks = map[string]*sync.Mutex{}
 	}
@@ -63,9 +80,7 @@ func (e *Env) lockReference(key string) func() {
 		l = &sync.Mutex{}
 		e.refLocks[key] = l
 	}
-	e.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	return l
 }
 
 func (e *Env) spec(hash string) (*spec.Resolved, error) {

@@ -260,51 +260,94 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 	if !ec.Baselines {
 		return nil
 	}
+	// Each reference row is computed once per process, under its own lock: a trial that finds one row
+	// being computed by another computes the other row meanwhile, then waits for the first (the quickstart's
+	// two workers used to compute both rows one after the other while the second core idled).
 	rawKey, randKey := t.BaselineKeys()
-	defer t.env.lockReference(rawKey + "\x00" + randKey)()
-	arch := fmt.Sprintf("vit d%d x%d h%d p%d", t.Model.ViT.Dim, t.Model.ViT.Depth, t.Model.ViT.Heads, t.Model.ViT.PatchSize)
-	var rawTodo, randTodo []eval.Reading
-	for _, r := range ec.Readings() {
-		if r.Protocol == "linear" || r.Protocol == "knn" {
-			if _, ok, _ := s.Baseline(rawKey, r.Name, "top1"); !ok {
-				rawTodo = append(rawTodo, r)
-			}
+	refs := []struct {
+		key string
+		run func() error
+	}{
+		{rawKey, func() error { return t.rawReference(s, rawKey) }},
+		{randKey, func() error { return t.randomReference(ctx, s, set, randKey, alive) }},
+	}
+	var busy []int
+	for i, r := range refs {
+		unlock, ok := t.env.tryLockReference(r.key)
+		if !ok {
+			busy = append(busy, i)
+			continue
 		}
-		if _, ok, _ := s.Baseline(randKey, r.Name, "top1"); !ok {
-			randTodo = append(randTodo, r)
+		err := r.run()
+		unlock()
+		if err != nil {
+			return err
 		}
 	}
-	if len(rawTodo) > 0 {
-		fmt.Fprintf(t.env.Log, "reference: raw pixels (%s)\n", readingNames(rawTodo))
-		ftr, fte := t.rawPixels(&t.Data.Train), t.rawPixels(&t.Data.Test)
-		for _, r := range rawTodo {
-			var acc float64
-			var err error
-			if r.Protocol == "linear" {
-				acc, err = eval.Linear(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
-			} else {
-				acc, err = eval.KNN(ftr, fte, ec.KNNK, ec.KNNTemperature)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(t.env.Log, "  raw pixels %s: top-1 %.4f\n", r.Name, acc)
-			if err := s.SetBaseline(rawKey, t.Cfg.Data.Name, "raw_pixels", r.Name, "top1", acc); err != nil {
-				return err
-			}
-		}
-	}
-	if len(randTodo) > 0 {
-		fmt.Fprintf(t.env.Log, "reference: %s at random initialisation (%s)\n", arch, readingNames(randTodo))
-		rp := set.InitParams(dtypes.Float32, 0)
-		defer nn.Free(rp...)
-		if err := t.runReadings(ctx, set, rp, randTodo, alive, func(name string, acc float64) error {
-			return s.SetBaseline(randKey, t.Cfg.Data.Name, arch+" random init", name, "top1", acc)
-		}); err != nil {
+	for _, i := range busy {
+		unlock := t.env.lockReference(refs[i].key)
+		err := refs[i].run()
+		unlock()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// rawReference computes the raw-pixel reference readings (linear, k-NN) its key lacks.
+func (t *Trial) rawReference(s *store.Store, rawKey string) error {
+	ec := t.Cfg.Eval
+	var todo []eval.Reading
+	for _, r := range ec.Readings() {
+		if r.Protocol == "linear" || r.Protocol == "knn" {
+			if _, ok, _ := s.Baseline(rawKey, r.Name, "top1"); !ok {
+				todo = append(todo, r)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	fmt.Fprintf(t.env.Log, "reference: raw pixels (%s)\n", readingNames(todo))
+	ftr, fte := t.rawPixels(&t.Data.Train), t.rawPixels(&t.Data.Test)
+	for _, r := range todo {
+		var acc float64
+		var err error
+		if r.Protocol == "linear" {
+			acc, err = eval.Linear(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
+		} else {
+			acc, err = eval.KNN(ftr, fte, ec.KNNK, ec.KNNTemperature)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(t.env.Log, "  raw pixels %s: top-1 %.4f\n", r.Name, acc)
+		if err := s.SetBaseline(rawKey, t.Cfg.Data.Name, "raw_pixels", r.Name, "top1", acc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// randomReference computes the readings its key lacks on the trial's encoder at random initialisation.
+func (t *Trial) randomReference(ctx context.Context, s *store.Store, set *nn.ParamSet, randKey string, alive func()) error {
+	var todo []eval.Reading
+	for _, r := range t.Cfg.Eval.Readings() {
+		if _, ok, _ := s.Baseline(randKey, r.Name, "top1"); !ok {
+			todo = append(todo, r)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	arch := fmt.Sprintf("vit d%d x%d h%d p%d", t.Model.ViT.Dim, t.Model.ViT.Depth, t.Model.ViT.Heads, t.Model.ViT.PatchSize)
+	fmt.Fprintf(t.env.Log, "reference: %s at random initialisation (%s)\n", arch, readingNames(todo))
+	rp := set.InitParamsByName(dtypes.Float32, 0)
+	defer nn.Free(rp...)
+	return t.runReadings(ctx, set, rp, todo, alive, func(name string, acc float64) error {
+		return s.SetBaseline(randKey, t.Cfg.Data.Name, arch+" random init", name, "top1", acc)
+	})
 }
 
 func readingNames(rs []eval.Reading) string {

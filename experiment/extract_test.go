@@ -3,6 +3,7 @@ package experiment
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"mimlab/framework/spec"
 	"mimlab/framework/sweep"
 	"mimlab/nn"
+
+	"github.com/gomlx/compute/dtypes"
 )
 
 // TestExtractRunsEvalBatches: feature extraction reads the split in batches of eval.batch, the size its
@@ -60,4 +63,69 @@ func TestExtractRunsEvalBatches(t *testing.T) {
 			t.Errorf("data.batch_size %d, eval.batch %d: log %q, want %q", c.train, c.eval, log.String(), want)
 		}
 	}
+}
+
+// The random-init reference encoder is the same whichever method's trial computes it: the encoder's
+// parameters of a CAE trial and of a BEiT trial get the same values (with one stream through each set in
+// order they did not, and the quickstart's reference row changed with the order its trials finished in).
+func TestRandomInitReferenceIsTheSameForEveryMethod(t *testing.T) {
+	raw, err := spec.Load("../experiments/quickstart.toml", []string{"encoder.dim=16", "encoder.depth=1", "encoder.heads=2",
+		"data.train_limit=100", "data.test_limit=50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trials, err := sweep.Expand(raw, Sections())
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, resolved, err := nn.NewBackend("go", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := NewEnv(be, resolved, t.TempDir(), io.Discard)
+	values := map[string]map[string][]float32{} // method -> param -> values
+	for _, tr := range trials {
+		env.AddSpec(tr.Hash, tr.Resolved)
+		x, err := env.Prepare(tr.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trn, err := x.NewTrainer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := trn.Set
+		m := map[string][]float32{}
+		for i, v := range set.InitParamsByName(dtypes.Float32, 0) {
+			m[set.Params[i].Name] = nn.Float32s(v)
+		}
+		values[Impl(tr.Resolved, "method")] = m
+	}
+	cae, beit := values["cae"], values["beit"]
+	shared := 0
+	for name, v := range cae {
+		if !strings.HasPrefix(name, "encoder") {
+			continue
+		}
+		w, ok := beit[name]
+		if !ok {
+			t.Errorf("encoder parameter %s: in the CAE set, not in BEiT's", name)
+			continue
+		}
+		shared++
+		if !slices.Equal(v, w) {
+			t.Errorf("encoder parameter %s: CAE and BEiT sets draw different values", name)
+		}
+	}
+	if shared < 5 {
+		t.Fatalf("only %d encoder parameters compared (names: %v)", shared, keys(cae))
+	}
+}
+
+func keys(m map[string][]float32) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"runtime/debug"
 
@@ -166,6 +167,20 @@ func (ps *ParamSet) InitParams(dtype dtypes.DType, seed uint64) []*tensors.Tenso
 	out := make([]*tensors.Tensor, len(vals))
 	for i, v := range vals {
 		out[i] = TensorOf(dtype, v, ps.Params[i].Dims...)
+	}
+	return out
+}
+
+// InitParamsByName draws each parameter from its own random stream, keyed by seed and the parameter's name,
+// so a parameter gets the same values whatever else the set holds (InitParams draws one stream through the
+// set in order: the encoder of a CAE set and of a BEiT set then differ). The random-init reference rows use
+// it: they must not depend on which method's trial computed them.
+func (ps *ParamSet) InitParamsByName(dtype dtypes.DType, seed uint64) []*tensors.Tensor {
+	out := make([]*tensors.Tensor, len(ps.Params))
+	for i, p := range ps.Params {
+		h := fnv.New64a()
+		h.Write([]byte(p.Name))
+		out[i] = TensorOf(dtype, InitValues(p, rand.New(rand.NewPCG(seed, h.Sum64()))), p.Dims...)
 	}
 	return out
 }

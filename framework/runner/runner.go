@@ -73,6 +73,15 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 	}
 	var mu sync.Mutex
 	var sum Summary
+	// wake is closed (and replaced) whenever a worker of this process ends a trial, so a worker waiting for
+	// the trials still running wakes at once instead of a heartbeat later (the quickstart ended 5 s after its
+	// last trial: its other worker was asleep).
+	wake := make(chan struct{})
+	woken := func() <-chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		return wake
+	}
 	p := pool.New().WithMaxGoroutines(opt.Workers)
 	for w := 0; w < opt.Workers; w++ {
 		owner := fmt.Sprintf("%s/w%d", opt.Owner, w)
@@ -89,6 +98,7 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 					// Nothing claimable. Trials still running elsewhere are either alive (wait for them to
 					// finish) or dead (their heartbeat goes stale and they are claimed here): poll until none
 					// is left, so one `sweep run` always finishes the sweep.
+					w := woken()
 					n, err := st.Unfinished(sweepID)
 					if err != nil || n == 0 {
 						return
@@ -96,6 +106,7 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 					select {
 					case <-ctx.Done():
 						return
+					case <-w:
 					case <-time.After(opt.Heartbeat):
 					}
 					continue
@@ -105,6 +116,8 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 					opt.OnEnd(t, state)
 				}
 				mu.Lock()
+				close(wake)
+				wake = make(chan struct{})
 				switch state {
 				case store.Done:
 					sum.Done++

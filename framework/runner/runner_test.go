@@ -146,3 +146,25 @@ func TestFailedFinalWriteIsRepairedByTheNextRun(t *testing.T) {
 		t.Fatalf("next run: %+v, trial a %s", sum, states(t, st)["a"].State)
 	}
 }
+
+// A worker with nothing left to claim waits for the trials still running; when they end in this process it
+// stops at once, not a heartbeat later (the run used to end up to one heartbeat after its last trial).
+func TestIdleWorkerWakesWhenTheLastTrialEnds(t *testing.T) {
+	st, id := setup(t, 2)
+	release := make(chan struct{})
+	job := func(ctx context.Context, tr *store.Trial, rec Recorder) error {
+		rec.Progress(1)
+		if tr.Hash == "b" {
+			<-release
+		}
+		return nil
+	}
+	go func() { time.Sleep(300 * time.Millisecond); close(release) }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	sum := Run(ctx, st, id, Options{Workers: 2, Heartbeat: time.Hour, Stale: 2 * time.Hour, Log: io.Discard}, job)
+	if sum.Done != 2 || ctx.Err() != nil {
+		t.Fatalf("%+v after %s (context: %v): the idle worker slept until the context ended", sum, time.Since(start), ctx.Err())
+	}
+}
