@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Whole sweeps (issue 18): trials per hour of a 6-trial quickstart-sized sweep (CAE and BEiT x 3 seeds, the
 # quickstart's models, STEPS steps each, no evaluation) in mimlab and in PyTorch, interleaved, REPEATS
-# times, on this machine. mimlab runs: `-j auto` (what it picks by itself), `-j 1 --threads 2`, and `-j 2`
-# with ONNX Runtime's own thread pools (2 spinning threads per trial: the behaviour before --threads). PyTorch
+# times, on this machine. mimlab runs: `-j auto` (what it picks by itself), and both splits of 2 cores
+# explicitly: `-j 1 --threads 2` and `-j 2 --threads 1` (one of them is what auto picks). PyTorch
 # runs each trial as its own process (bench/cae_torch.py, interpreter start and model build included, as
 # a real PyTorch sweep would): 6 in a row at 1 thread (its fastest setting here, BENCHMARKS.md), and 2 at a
 # time of 1 thread each. A mimlab trial includes loading MNIST, augmentation and masks; PyTorch's trains
@@ -54,7 +54,7 @@ for r in $(seq "$repeats"); do
   pytorch pytorch-seq-1t 1
   mimlab mimlab-j1-t2 -j 1 --threads 2
   pytorch pytorch-2x1t 2
-  MIMLAB_ORT_OPTIONS="threads=2,spin=1" mimlab mimlab-j2-ortdefault -j 2
+  mimlab mimlab-j2-t1 -j 2 --threads 1
 done | tee "$work/out"
 echo
 awk 'function sort(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }

@@ -81,7 +81,6 @@ import "C"
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"unsafe"
 )
 
@@ -786,7 +785,10 @@ func (s *DynamicAdvancedSession) Destroy() error {
 	return nil
 }
 
-var runMu sync.Mutex
+// (Upstream serialised every Run of every session in the process behind one package mutex, runMu. ONNX
+// Runtime's Run is thread-safe (concurrent Run calls on one session or on different sessions are supported),
+// and the lock made mimlab's -j N workers take turns: two 1-thread trials in one process ran at half speed
+// each. Removed for mimlab; see MIMLAB.md.)
 
 func (s *DynamicAdvancedSession) Run(inputs []Value, outputs []Value) error {
 	defer runtime.KeepAlive(inputs)
@@ -830,7 +832,6 @@ func (s *DynamicAdvancedSession) Run(inputs []Value, outputs []Value) error {
 		}
 	}
 
-	runMu.Lock()
 	status := C.wrapper_Run(
 		ortApi,
 		s.session.session,
@@ -842,7 +843,6 @@ func (s *DynamicAdvancedSession) Run(inputs []Value, outputs []Value) error {
 		C.size_t(nOutputs),
 		(**C.OrtValue)(unsafe.Pointer(outputValuesPtr)),
 	)
-	runMu.Unlock()
 
 	if err := statusToError(status); err != nil {
 		return err
