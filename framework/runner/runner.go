@@ -195,6 +195,17 @@ func (r *recorder) current() int {
 
 var errWatchdog = errors.New("watchdog")
 
+// discountPause moves the last sign of progress forward by the time the process itself did not run: a tick
+// that comes more than two heartbeats after the previous one means the process was stopped (Ctrl-Z, SIGSTOP,
+// a debugger) or starved, and the trial cannot have made progress then either. Without it a sweep resumed
+// with fg after more than the watchdog's time failed its running trials at the next tick.
+func discountPause(last, prevTick, now time.Time, heartbeat time.Duration) time.Time {
+	if gap := now.Sub(prevTick); gap > 2*heartbeat {
+		return last.Add(gap - heartbeat)
+	}
+	return last
+}
+
 // ErrLostLease is the cause of a job's cancellation when another worker has claimed its trial: the job must
 // stop without writing a checkpoint (the new owner writes them now).
 var ErrLostLease = errors.New("lost its lease")
@@ -207,14 +218,20 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 	go func() { // heartbeat + watchdog
 		tk := time.NewTicker(opt.Heartbeat)
 		defer tk.Stop()
+		prevTick := time.Now()
 		for {
 			select {
 			case <-done:
 				return
 			case <-tk.C:
+				// The wall time now, not the tick's value: a ticker sends the time the tick was due, so the
+				// first tick after a pause carries a time from before it.
+				now := time.Now()
 				rec.mu.Lock()
+				rec.last = discountPause(rec.last, prevTick, now, opt.Heartbeat)
 				step, last := rec.step, rec.last
 				rec.mu.Unlock()
+				prevTick = now
 				if err := st.Heartbeat(t.ID, owner, step); errors.Is(err, store.ErrNotOwner) {
 					// Another worker claimed it (this one's lease expired: a stall longer than the lease, or
 					// the database away that long): stop without writing anything more for it.
@@ -222,7 +239,7 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 				} else if err != nil {
 					fmt.Fprintf(opt.Log, "trial %d %s: heartbeat: %v\n", t.ID, t.Name, err)
 				}
-				if opt.Watchdog > 0 && time.Since(last) > opt.Watchdog {
+				if opt.Watchdog > 0 && now.Sub(last) > opt.Watchdog {
 					cancel(fmt.Errorf("%w: no progress for %s (at step %d)", errWatchdog, opt.Watchdog, step))
 				}
 			}

@@ -168,3 +168,33 @@ func TestIdleWorkerWakesWhenTheLastTrialEnds(t *testing.T) {
 		t.Fatalf("%+v after %s (context: %v): the idle worker slept until the context ended", sum, time.Since(start), ctx.Err())
 	}
 }
+
+// The watchdog does not count time the process was stopped (Ctrl-Z then fg): a late tick moves the last
+// sign of progress forward by the pause; on-time ticks leave it alone, so a stuck trial still fails.
+func TestWatchdogDiscountsAPause(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	hb := 5 * time.Second
+	for _, c := range []struct {
+		name           string
+		last, prevTick time.Time
+		now            time.Time
+		want           time.Time
+	}{
+		{"on time", t0, t0.Add(10 * time.Second), t0.Add(15 * time.Second), t0},
+		{"a little late", t0, t0.Add(10 * time.Second), t0.Add(19 * time.Second), t0},
+		{"stopped 20 minutes", t0, t0.Add(10 * time.Second), t0.Add(10*time.Second + 20*time.Minute), t0.Add(20*time.Minute - hb)},
+	} {
+		if got := discountPause(c.last, c.prevTick, c.now, hb); !got.Equal(c.want) {
+			t.Errorf("%s: last progress %s, want %s", c.name, got.Sub(t0), c.want.Sub(t0))
+		}
+	}
+	// A stuck trial with on-time ticks still reaches the watchdog.
+	last, prev := t0, t0
+	for now := t0.Add(hb); now.Before(t0.Add(time.Minute)); now = now.Add(hb) {
+		last = discountPause(last, prev, now, hb)
+		prev = now
+	}
+	if !last.Equal(t0) {
+		t.Errorf("on-time ticks moved the last progress to %s", last.Sub(t0))
+	}
+}
