@@ -34,6 +34,37 @@ type Env struct {
 	datasets map[string]*data.Dataset
 	specs    map[string]*spec.Resolved
 	refLocks map[string]*sync.Mutex // one per reference-row key: trials of one process compute a reference once
+	names    map[int64]string       // trial ID -> short display name (framework/labels), for logs and live lines
+}
+
+// NameTrials gives the trials of a sweep the short names the status and the report use ("cae pixel
+// seed=3" rather than every swept key), for the training log and the live progress lines.
+func (e *Env) NameTrials(ts []store.Trial) {
+	tss := make([]TrialStatus, len(ts))
+	for i, t := range ts {
+		tss[i].Trial = t
+	}
+	shortNames(tss)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.names == nil {
+		e.names = map[int64]string{}
+	}
+	for _, t := range tss {
+		if n := strings.TrimSpace(t.Short); n != "" {
+			e.names[t.ID] = n
+		}
+	}
+}
+
+// displayName is a trial's short name when NameTrials gave it one, else its full name.
+func (e *Env) displayName(t *store.Trial) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n, ok := e.names[t.ID]; ok {
+		return n
+	}
+	return t.Name
 }
 
 // NewEnv makes an environment.

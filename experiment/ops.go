@@ -202,6 +202,9 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 		for _, t := range p.Trials {
 			e.AddSpec(t.Hash, t.Resolved)
 		}
+		if ts, err := st.Trials(p.Raw.Name); err == nil {
+			e.NameTrials(ts)
+		}
 		sum := runner.Run(ctx, st, sid, ro, e.Job)
 		fmt.Fprintf(o.Log, "sweep %s: %d done, %d failed, %d interrupted in this run\n", p.Raw.Name, sum.Done, sum.Failed, sum.Interrupted)
 		for _, e := range sum.Errors {

@@ -370,7 +370,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 		return fmt.Errorf("checkpoint %s: step %d outside [0, %d]: it is not this trial's (delete it to start again)", t.checkpointPath(), tr.Step, total)
 	}
 	if resumed {
-		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, st.Name, tr.Step, total)
+		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, e.displayName(st), tr.Step, total)
 		if err := s.TruncateMetrics(st.ID, tr.Step); err != nil {
 			return err
 		}
@@ -478,12 +478,12 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 			start, startStep = time.Now(), step // images/s and the ETA count training only
 		}
 		if p := t.env.Progress; p != nil {
-			p.Step(st.ID, st.Name, step, total, loss, float64((step-startStep)*bs)/time.Since(start).Seconds())
+			p.Step(st.ID, t.env.displayName(st), step, total, loss, float64((step-startStep)*bs)/time.Since(start).Seconds())
 		} else if time.Since(lastPrint) > 5*time.Second || step == total || step == startStep+1 {
 			el := time.Since(start).Seconds()
 			ips := float64((step-startStep)*bs) / el
 			eta := time.Duration(float64(total-step)/math.Max(float64(step-startStep), 1)*el) * time.Second
-			fmt.Fprintf(t.env.Log, "trial %d %s: step %d/%d loss %.4f %.0f img/s ETA %s\n", st.ID, st.Name, step, total, loss, ips, eta.Round(time.Second))
+			fmt.Fprintf(t.env.Log, "trial %d %s: step %d/%d loss %.4f %.0f img/s ETA %s\n", st.ID, t.env.displayName(st), step, total, loss, ips, eta.Round(time.Second))
 			lastPrint = time.Now()
 		}
 	}
