@@ -97,15 +97,19 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 }
 
 // rawPixels are the images themselves as features (normalised as the loader does).
-func (t *Trial) rawPixels(split *data.Split) eval.Features {
+func (t *Trial) rawPixels(split *data.Split) (eval.Features, error) {
 	loader := data.NewLoader(t.Data, split, t.evalLoaderConfig(), 0)
 	defer loader.Close()
 	il := t.Data.ImageLen()
 	f := eval.Features{N: split.N, D: il, Labels: append([]int(nil), split.Labels...), X: make([]float32, 0, split.N*il)}
 	for len(f.X) < split.N*il {
-		f.X = append(f.X, loader.Next().Images...)
+		b := loader.Next()
+		if b.Err != nil || len(b.Images) == 0 {
+			return f, fmt.Errorf("raw pixels: reading %d images: %v", split.N, b.Err)
+		}
+		f.X = append(f.X, b.Images...)
 	}
-	return f
+	return f, nil
 }
 
 // runReadings runs the readings asked for on one set of encoder parameters; report gets each top-1 under
@@ -271,6 +275,12 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		{rawKey, func() error { return t.rawReference(s, rawKey) }},
 		{randKey, func() error { return t.randomReference(ctx, s, set, randKey, alive) }},
 	}
+	// The unlocks are deferred inside each call: the runner turns a panic in a job into a failed trial and
+	// goes on, and a row's lock left held would block every later trial of the process for good.
+	locked := func(unlock func(), run func() error) error {
+		defer unlock()
+		return run()
+	}
 	var busy []int
 	for i, r := range refs {
 		unlock, ok := t.env.tryLockReference(r.key)
@@ -278,17 +288,17 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 			busy = append(busy, i)
 			continue
 		}
-		err := r.run()
-		unlock()
-		if err != nil {
+		if err := locked(unlock, r.run); err != nil {
 			return err
 		}
 	}
 	for _, i := range busy {
 		unlock := t.env.lockReference(refs[i].key)
-		err := refs[i].run()
-		unlock()
-		if err != nil {
+		if err := ctx.Err(); err != nil {
+			unlock()
+			return err
+		}
+		if err := locked(unlock, refs[i].run); err != nil {
 			return err
 		}
 	}
@@ -310,7 +320,14 @@ func (t *Trial) rawReference(s *store.Store, rawKey string) error {
 		return nil
 	}
 	fmt.Fprintf(t.env.Log, "reference: raw pixels (%s)\n", readingNames(todo))
-	ftr, fte := t.rawPixels(&t.Data.Train), t.rawPixels(&t.Data.Test)
+	ftr, err := t.rawPixels(&t.Data.Train)
+	if err != nil {
+		return err
+	}
+	fte, err := t.rawPixels(&t.Data.Test)
+	if err != nil {
+		return err
+	}
 	for _, r := range todo {
 		var acc float64
 		var err error

@@ -41,6 +41,10 @@ func TestORTLowering(t *testing.T) {
 		{"two free axes each side", []int{2, 3, 4}, []int{4, 5, 2}, dot{[]int{2}, nil, []int{0}, nil}},
 		{"batch, several free and contracting", []int{2, 3, 4, 5, 6}, []int{6, 2, 7, 5}, dot{[]int{3, 4}, []int{0}, []int{3, 0}, []int{1}}},
 		{"to a scalar", []int{6}, []int{6}, dot{[]int{0}, nil, []int{0}, nil}},
+		{"weight gradient over batch and tokens", []int{2, 3, 5}, []int{2, 3, 4}, dot{[]int{0, 1}, nil, []int{0, 1}, nil}},
+		{"two contracting axes, rhs stored transposed", []int{5, 2, 3}, []int{4, 2, 3}, dot{[]int{1, 2}, nil, []int{1, 2}, nil}},
+		{"both sides stored transposed", []int{6, 5}, []int{4, 6}, dot{[]int{0}, nil, []int{1}, nil}},
+		{"contracting axes out of storage order", []int{3, 2, 5}, []int{2, 3, 4}, dot{[]int{1, 0}, nil, []int{0, 1}, nil}},
 	} {
 		d := c.d
 		cases = append(cases, lowerCase{"dot: " + c.name, c.lhs, c.rhs, func(a, b *Node) *Node { return DotGeneral(a, d.lc, d.lb, b, d.rc, d.rb) }})

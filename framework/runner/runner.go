@@ -200,8 +200,13 @@ var errWatchdog = errors.New("watchdog")
 // a debugger) or starved, and the trial cannot have made progress then either. Without it a sweep resumed
 // with fg after more than the watchdog's time failed its running trials at the next tick.
 func discountPause(last, prevTick, now time.Time, heartbeat time.Duration) time.Time {
-	if gap := now.Sub(prevTick); gap > 2*heartbeat {
-		return last.Add(gap - heartbeat)
+	if gap := now.Sub(prevTick); gap > 2*heartbeat && last.Before(prevTick.Add(heartbeat)) {
+		// Progress recorded after this tick was due can only come from after the pause (nothing ran during
+		// it) and needs no discount; the result never passes now.
+		if moved := last.Add(gap - heartbeat); moved.Before(now) {
+			return moved
+		}
+		return now
 	}
 	return last
 }
@@ -231,7 +236,6 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 				rec.last = discountPause(rec.last, prevTick, now, opt.Heartbeat)
 				step, last := rec.step, rec.last
 				rec.mu.Unlock()
-				prevTick = now
 				if err := st.Heartbeat(t.ID, owner, step); errors.Is(err, store.ErrNotOwner) {
 					// Another worker claimed it (this one's lease expired: a stall longer than the lease, or
 					// the database away that long): stop without writing anything more for it.
@@ -239,6 +243,9 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 				} else if err != nil {
 					fmt.Fprintf(opt.Log, "trial %d %s: heartbeat: %v\n", t.ID, t.Name, err)
 				}
+				// After the heartbeat: one that waited on a busy database must not make the next tick look
+				// like a pause of the process.
+				prevTick = time.Now()
 				if opt.Watchdog > 0 && now.Sub(last) > opt.Watchdog {
 					cancel(fmt.Errorf("%w: no progress for %s (at step %d)", errWatchdog, opt.Watchdog, step))
 				}

@@ -183,6 +183,11 @@ func TestWatchdogDiscountsAPause(t *testing.T) {
 		{"on time", t0, t0.Add(10 * time.Second), t0.Add(15 * time.Second), t0},
 		{"a little late", t0, t0.Add(10 * time.Second), t0.Add(19 * time.Second), t0},
 		{"stopped 20 minutes", t0, t0.Add(10 * time.Second), t0.Add(10*time.Second + 20*time.Minute), t0.Add(20*time.Minute - hb)},
+		{"progress just before the stop", t0.Add(12 * time.Second), t0.Add(10 * time.Second), t0.Add(10*time.Second + 20*time.Minute),
+			t0.Add(12*time.Second + 20*time.Minute - hb)},
+		{"progress after the resume, before the late tick", t0.Add(20*time.Minute + 5*time.Second), t0.Add(10 * time.Second),
+			t0.Add(10*time.Second + 20*time.Minute), t0.Add(20*time.Minute + 5*time.Second)},
+		{"progress just before a short pause", t0.Add(14 * time.Second), t0.Add(10 * time.Second), t0.Add(22 * time.Second), t0.Add(21 * time.Second)},
 	} {
 		if got := discountPause(c.last, c.prevTick, c.now, hb); !got.Equal(c.want) {
 			t.Errorf("%s: last progress %s, want %s", c.name, got.Sub(t0), c.want.Sub(t0))
