@@ -33,7 +33,7 @@ func TestLiveProgressInTmux(t *testing.T) {
 		out, _ := exec.Command("tmux", "capture-pane", "-p", "-t", session).Output()
 		return string(out)
 	}
-	trialLine := regexp.MustCompile(`trial \d+ tiny\[train\.seed=\d\] .*step \d+/300 loss \d+\.\d+ \d+ img/s ETA`)
+	trialLine := regexp.MustCompile(`trial \d+ tiny seed=\d .*step \d+/300 loss \d+\.\d+ \d+ img/s ETA`)
 	sweepLine := regexp.MustCompile(`sweep tiny: \d done, 0 failed, \d left \(\d running\)`)
 	var live, screen string
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
