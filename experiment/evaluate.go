@@ -293,7 +293,23 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		}
 	}
 	for _, i := range busy {
+		// Waiting can take as long as the other trial's computation (a fine-tuning reference trains a ViT
+		// from scratch): the wait reports progress so the watchdog does not take it for a stuck trial.
+		waiting := make(chan struct{})
+		go func() {
+			tk := time.NewTicker(10 * time.Second)
+			defer tk.Stop()
+			for {
+				select {
+				case <-waiting:
+					return
+				case <-tk.C:
+					alive()
+				}
+			}
+		}()
 		unlock := t.env.lockReference(refs[i].key)
+		close(waiting)
 		if err := ctx.Err(); err != nil {
 			unlock()
 			return err
