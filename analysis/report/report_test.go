@@ -198,3 +198,23 @@ func TestDifferences(t *testing.T) {
 		}
 	}
 }
+
+// --sweep selects a results block whose sweep list is wholly among the names asked for: a block pooling two
+// sweeps is filled by `--sweep a,b` (and by a list that also names others), not by one of its sweeps alone.
+func TestBlockSelection(t *testing.T) {
+	for _, c := range []struct {
+		block string
+		only  []string
+		want  bool
+	}{
+		{"mask_ratio", []string{"mask_ratio"}, true},
+		{"mask_ratio,mask_ratio_random", []string{"mask_ratio", "mask_ratio_random"}, true},
+		{"mask_ratio,mask_ratio_random", []string{"cae_vs_beit_mnist", "mask_ratio_random", "mask_ratio"}, true},
+		{"mask_ratio,mask_ratio_random", []string{"mask_ratio"}, false},
+		{"cae_vs_beit_mnist", []string{"mask_ratio"}, false},
+	} {
+		if got := blockIn(c.block, c.only); got != c.want {
+			t.Errorf("block sweep=%s, --sweep %v: selected %v, want %v", c.block, c.only, got, c.want)
+		}
+	}
+}

@@ -59,6 +59,18 @@ func SweepTables(st *store.Store, sweep string) (string, error) {
 	return b.String() + "\n", nil
 }
 
+// blockIn reports whether a block's sweep list ("mask_ratio,mask_ratio_random" for a block that pools two
+// sweeps) is wholly among only, so `--sweep mask_ratio,mask_ratio_random` selects that block (it used to
+// compare the whole list with each name and select nothing).
+func blockIn(sweep string, only []string) bool {
+	for _, s := range strings.Split(sweep, ",") {
+		if !slices.Contains(only, strings.TrimSpace(s)) {
+			return false
+		}
+	}
+	return true
+}
+
 // ResultsDoc fills (check false) or checks (check true) the generated blocks of the Markdown file at path
 // from the database at db; with only, just the blocks of those sweeps (a document whose sections were run
 // into different databases). It returns the sweeps it handled; a check that finds a difference returns an
@@ -81,7 +93,7 @@ func ResultsDoc(db, path string, check bool, only ...string) ([]string, error) {
 	out := blockRE.ReplaceAllStringFunc(string(src), func(m string) string {
 		g := blockRE.FindStringSubmatch(m)
 		sweep := g[2]
-		if len(only) > 0 && !slices.Contains(only, sweep) {
+		if len(only) > 0 && !blockIn(sweep, only) {
 			return m
 		}
 		sweeps = append(sweeps, sweep)
