@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gomlx/compute"
 	"mimlab/data"
@@ -88,6 +89,28 @@ func (e *Env) lockReference(key string) func() {
 	l := e.referenceMutex(key)
 	l.Lock()
 	return l.Unlock
+}
+
+// waitReference is lockReference for a trial that found the row busy: the wait can take as long as the
+// other trial's computation (a fine-tuning reference trains a ViT from scratch), so it calls alive every 10
+// s meanwhile and the watchdog does not take the waiting trial for a stuck one.
+func (e *Env) waitReference(key string, alive func()) func() {
+	waiting := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(10 * time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-waiting:
+				return
+			case <-tk.C:
+				alive()
+			}
+		}
+	}()
+	unlock := e.lockReference(key)
+	close(waiting)
+	return unlock
 }
 
 // tryLockReference is lockReference without waiting: ok is false when another trial holds the row, which

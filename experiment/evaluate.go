@@ -65,9 +65,6 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 	}
 	il := t.Data.ImageLen()
 	start, batches := time.Now(), 0
-	defer func() {
-		fmt.Fprintf(t.env.Log, "  features: %d images in %d batches of %d (%.1fs)\n", split.N, batches, bs, time.Since(start).Seconds())
-	}()
 	for done := 0; done < split.N; {
 		b := loader.Next()
 		if b.Err != nil {
@@ -93,6 +90,7 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 		nn.Free(out...)
 		done += n
 	}
+	fmt.Fprintf(t.env.Log, "  features: %d images in %d batches of %d (%.1fs)\n", split.N, batches, bs, time.Since(start).Seconds())
 	return f, tk, nil
 }
 
@@ -293,23 +291,7 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		}
 	}
 	for _, i := range busy {
-		// Waiting can take as long as the other trial's computation (a fine-tuning reference trains a ViT
-		// from scratch): the wait reports progress so the watchdog does not take it for a stuck trial.
-		waiting := make(chan struct{})
-		go func() {
-			tk := time.NewTicker(10 * time.Second)
-			defer tk.Stop()
-			for {
-				select {
-				case <-waiting:
-					return
-				case <-tk.C:
-					alive()
-				}
-			}
-		}()
-		unlock := t.env.lockReference(refs[i].key)
-		close(waiting)
+		unlock := t.env.waitReference(refs[i].key, alive)
 		if err := ctx.Err(); err != nil {
 			unlock()
 			return err
