@@ -2,7 +2,6 @@ package nn
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -17,14 +16,7 @@ import (
 // do) give the results each gives alone. The patched compute-onnx no longer serialises every Run of the
 // process behind one lock (third_party/compute-onnx/MIMLAB.md), so on ort these runs overlap.
 func TestConcurrentRuns(t *testing.T) {
-	goBackend(t) // starts both backends
-	be := beORT
-	if be == nil {
-		if os.Getenv("MIMLAB_REQUIRE_ORT") != "" {
-			t.Fatalf("ONNX Runtime not found at %s (MIMLAB_REQUIRE_ORT is set)", ORTLibraryPath())
-		}
-		t.Skip("ONNX Runtime not found: the lock this checks is ort's")
-	}
+	be := ortBackend(t, "the lock this checks is ort's")
 	type prog struct {
 		p      *Program
 		params []*tensors.Tensor

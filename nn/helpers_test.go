@@ -49,3 +49,17 @@ func allBackends(t testing.TB) []namedBackend {
 	}
 	return out
 }
+
+// ortBackend is the ort test backend; the test skips (fails under MIMLAB_REQUIRE_ORT) without ONNX Runtime,
+// saying why it needs it.
+func ortBackend(t testing.TB, why string) compute.Backend {
+	t.Helper()
+	goBackend(t) // starts both backends
+	if beORT == nil {
+		if os.Getenv("MIMLAB_REQUIRE_ORT") != "" {
+			t.Fatalf("ONNX Runtime not found at %s (MIMLAB_REQUIRE_ORT is set)", ORTLibraryPath())
+		}
+		t.Skip("ONNX Runtime not found: " + why)
+	}
+	return beORT
+}

@@ -67,14 +67,7 @@ func rssBytes(t *testing.T) int64 {
 // a 0.8 MB input grow the process by far less than the 1.2 GB they would leak unfreed (how a sweep was
 // OOM-killed before Free existed).
 func TestFreedRunsDoNotAccumulate(t *testing.T) {
-	goBackend(t) // starts both backends
-	be := beORT
-	if be == nil {
-		if os.Getenv("MIMLAB_REQUIRE_ORT") != "" {
-			t.Fatalf("ONNX Runtime not found at %s (MIMLAB_REQUIRE_ORT is set)", ORTLibraryPath())
-		}
-		t.Skip("ONNX Runtime not found: the leak this guards against is ort's")
-	}
+	be := ortBackend(t, "the leak this guards against is ort's")
 	shp := []shapes.Shape{shapes.Make(dtypes.Float32, 64, 50, 64)}
 	fn := func(s Scope, in []*Node) []*Node { return []*Node{Linear(s.Sub("a"), in[0], 256, true)} }
 	ps, err := Declare(be, dtypes.Float32, false, shp, fn)
