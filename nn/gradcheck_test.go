@@ -85,6 +85,15 @@ func TestGradientsFiniteDifference(t *testing.T) {
 		{"layernorm", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
 			return LayerNorm(s.Sub("ln"), d[0])
 		}},
+		{"gelu", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
+			return GELU(MulScalar(d[0], 2))
+		}},
+		{"softmax", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
+			return softmax(MulScalar(d[0], 2), 2)
+		}},
+		{"normalize", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
+			return normalize(AddScalar(MulScalar(d[0], 3), 1))
+		}},
 		{"self_attention_block", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
 			return Block(s.Sub("blk"), d[0], BlockConfig{Heads: H, MLPRatio: 2, LayerScale: 0.5})
 		}},

@@ -46,18 +46,8 @@ func LinearInit(s Scope, x *Node, out int, bias bool, init Init) *Node {
 // LayerNorm normalises the last axis with eps 1e-6 and learned weight (1) and bias (0).
 func LayerNorm(s Scope, x *Node) *Node {
 	d := x.Shape().Dimensions[x.Rank()-1]
-	ax := x.Rank() - 1
-	mean := ReduceAndKeep(x, ReduceMean, ax)
-	xc := Sub(x, mean)
-	variance := ReduceAndKeep(Square(xc), ReduceMean, ax)
-	y := Div(xc, Sqrt(AddScalar(variance, LNEps)))
-	y = mulLast(y, s.Param("weight", []int{d}, Init{Kind: InitOnes}))
+	y := mulLast(normalize(x), s.Param("weight", []int{d}, Init{Kind: InitOnes}))
 	return addLast(y, s.Param("bias", []int{d}, Init{}))
-}
-
-// GELU is the exact (erf) GELU.
-func GELU(x *Node) *Node {
-	return Mul(MulScalar(x, 0.5), OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))))
 }
 
 // MLP is fc1 (ratio x width) -> exact GELU -> fc2.
@@ -112,7 +102,7 @@ func Attend(q, k, v *Node, heads int) (out, probs *Node) {
 	kh := Reshape(k, b, nk, heads, hd)
 	vh := Reshape(v, b, nk, heads, hd)
 	logits := MulScalar(Einsum("bqhd,bkhd->bhqk", qh, kh), 1/math.Sqrt(float64(hd)))
-	probs = Softmax(logits, 3)
+	probs = softmax(logits, 3)
 	o := Einsum("bhqk,bkhd->bqhd", probs, vh)
 	return Reshape(o, b, nq, d), probs
 }
