@@ -116,3 +116,22 @@ func TestORTLowering(t *testing.T) {
 		})
 	}
 }
+
+// ONNX Runtime computes every node of the model it is given, used or not, and GoMLX's autodiff leaves unused
+// branches (gradients toward data and random inputs, the unused alternates of fused ops). mimlab's
+// compute-onnx emits only the nodes an output needs: here the unused branch is a Gather out of bounds,
+// which fails the run if it is computed.
+func TestORTDropsUnusedNodes(t *testing.T) {
+	be := ortBackend(t, "the pruning is compute-onnx's")
+	out, err := ExecOnce(be, func(x *Node) *Node {
+		_ = Gather(x, Const(x.Graph(), [][]int64{{1000}}))
+		return MulScalar(x, 2)
+	}, tensors.FromFlatDataAndDimensions([]float32{1, 2, 3, 4, 5}, 5))
+	if err != nil {
+		t.Fatalf("a graph with an unused node failed: %v", err)
+	}
+	defer Free(out)
+	if got := Float32s(out); got[4] != 10 {
+		t.Fatalf("got %v, want 2x the input", got)
+	}
+}

@@ -192,7 +192,7 @@ func implicitBroadcast(lhs, rhs *Node) (*Node, *Node) {
 	return lhs, rhs
 }
 
-// unconsumed (added for mimlab) lists the Expand and Reshape nodes no node of any function of the builder
+// unconsumed (added for mimlab) lists the nodes (only Expand and Reshape when the builder has several functions) no node of any function of the builder
 // and no output uses (left behind by implicitBroadcast), so they are not emitted.
 func unconsumed(b *Builder) map[*Node]bool {
 	uses := make(map[*Node]int)
@@ -206,13 +206,18 @@ func unconsumed(b *Builder) map[*Node]bool {
 			uses[r]++
 		}
 	}
+	// With one function (no closures that could refer to a node some other way), every node whose value
+	// nothing uses is dropped: ONNX Runtime does not prune them and would compute them. GoMLX's autodiff
+	// leaves such branches (gradients toward data and random inputs, the unused alternates of fused ops).
+	anyOp := len(b.funcs) == 1
 	dead := make(map[*Node]bool)
 	for changed := true; changed; {
 		changed = false
 		for _, fn := range b.funcs {
 			for i := len(fn.nodes) - 1; i >= 0; i-- {
 				n := fn.nodes[i]
-				if dead[n] || uses[n] > 0 || (n.opType != "Expand" && n.opType != "Reshape") || len(n.outputNames) > 0 {
+				if dead[n] || uses[n] > 0 || n.opType == "Parameter" || len(n.outputNames) > 0 ||
+					(!anyOp && n.opType != "Expand" && n.opType != "Reshape") {
 					continue
 				}
 				dead[n] = true
