@@ -23,7 +23,7 @@ func init() {
 	registerOp(compute.OpTypeFusedSoftmax)
 }
 
-func (f *Function) fusedNode(op compute.OpType, onnxOp string, inputs []*Node, attrs ...*onnx.AttributeProto) *Node {
+func (f *Function) fusedNode(onnxOp string, inputs []*Node, attrs ...*onnx.AttributeProto) *Node {
 	f.nodeCount++
 	node := &Node{name: fmt.Sprintf("node_%d", f.nodeCount), opType: onnxOp, inputs: inputs, shape: inputs[0].shape, attributes: attrs}
 	f.nodes = append(f.nodes, node)
@@ -51,7 +51,7 @@ func (f *Function) FusedGelu(x compute.Value, exact bool) (compute.Value, error)
 	if !exact {
 		approx = "tanh"
 	}
-	return f.fusedNode(compute.OpTypeFusedGelu, "Gelu", []*Node{n},
+	return f.fusedNode("Gelu", []*Node{n},
 		&onnx.AttributeProto{Name: "approximate", Type: onnx.AttributeProto_STRING, S: []byte(approx)}), nil
 }
 
@@ -61,7 +61,7 @@ func (f *Function) FusedSoftmax(x compute.Value, axis int) (compute.Value, error
 	if err != nil {
 		return nil, err
 	}
-	return f.fusedNode(compute.OpTypeFusedSoftmax, "Softmax", []*Node{n},
+	return f.fusedNode("Softmax", []*Node{n},
 		&onnx.AttributeProto{Name: "axis", Type: onnx.AttributeProto_INT, I: int64(axis)}), nil
 }
 
@@ -111,7 +111,7 @@ func (f *Function) FusedLayerNorm(x compute.Value, axes []int, epsilon float64, 
 		}
 		inputs = append(inputs, b)
 	}
-	return f.fusedNode(compute.OpTypeFusedLayerNorm, "LayerNormalization", inputs,
+	return f.fusedNode("LayerNormalization", inputs,
 		&onnx.AttributeProto{Name: "axis", Type: onnx.AttributeProto_INT, I: int64(axes[0])},
 		&onnx.AttributeProto{Name: "epsilon", Type: onnx.AttributeProto_FLOAT, F: float32(epsilon)}), nil
 }
