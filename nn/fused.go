@@ -44,19 +44,13 @@ func GELU(x *Node) *Node {
 	return out
 }
 
-// softmaxChain is softmax over axis as a chain of ops (GoMLX's decomposition).
-func softmaxChain(logits *Node, axis int) *Node {
-	e := Exp(Sub(logits, StopGradient(ReduceAndKeep(logits, ReduceMax, axis))))
-	return Div(e, ReduceAndKeep(e, ReduceSum, axis))
-}
-
 // softmax is softmax over one axis; its gradient is y (v - sum(v y)).
 func softmax(logits *Node, axis int) *Node {
 	out, ok := fusedWithVJP(logits, func() *Node { return BackendFusedSoftmax(logits, axis) }, func(y, v *Node) *Node {
 		return Mul(y, Sub(v, ReduceAndKeep(Mul(v, y), ReduceSum, axis)))
 	})
 	if !ok {
-		return softmaxChain(logits, axis)
+		return Softmax(logits, axis) // GoMLX's, which falls back to the same decomposition
 	}
 	return out
 }

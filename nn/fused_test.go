@@ -67,3 +67,10 @@ func TestFusedOpsMatchTheirChains(t *testing.T) {
 		}
 	}
 }
+
+// softmaxChain is softmax over axis as a chain of ops (GoMLX's decomposition), the reference the fused
+// softmax is checked against.
+func softmaxChain(logits *Node, axis int) *Node {
+	e := Exp(Sub(logits, StopGradient(ReduceAndKeep(logits, ReduceMax, axis))))
+	return Div(e, ReduceAndKeep(e, ReduceSum, axis))
+}

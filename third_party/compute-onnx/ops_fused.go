@@ -9,6 +9,7 @@ package onnxbackend
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -85,7 +86,7 @@ func (f *Function) FusedLayerNorm(x compute.Value, axes []int, epsilon float64, 
 	inputs := []*Node{n}
 	if gamma != nil {
 		g, ok := gamma.(*Node)
-		if !ok || !sameDims(g.shape.Dimensions, normDims) || g.shape.DType != dtypes.Float32 {
+		if !ok || !slices.Equal(g.shape.Dimensions, normDims) || g.shape.DType != dtypes.Float32 {
 			return nil, errors.Wrap(compute.ErrNotImplemented, "FusedLayerNorm: gamma must be float32 of the normalised axes' shape")
 		}
 		inputs = append(inputs, g)
@@ -106,7 +107,7 @@ func (f *Function) FusedLayerNorm(x compute.Value, axes []int, epsilon float64, 
 	}
 	if beta != nil {
 		b, ok := beta.(*Node)
-		if !ok || !sameDims(b.shape.Dimensions, normDims) || b.shape.DType != dtypes.Float32 {
+		if !ok || !slices.Equal(b.shape.Dimensions, normDims) || b.shape.DType != dtypes.Float32 {
 			return nil, errors.Wrap(compute.ErrNotImplemented, "FusedLayerNorm: beta must be float32 of the normalised axes' shape")
 		}
 		inputs = append(inputs, b)
@@ -114,16 +115,4 @@ func (f *Function) FusedLayerNorm(x compute.Value, axes []int, epsilon float64, 
 	return f.fusedNode("LayerNormalization", inputs,
 		&onnx.AttributeProto{Name: "axis", Type: onnx.AttributeProto_INT, I: int64(axes[0])},
 		&onnx.AttributeProto{Name: "epsilon", Type: onnx.AttributeProto_FLOAT, F: float32(epsilon)}), nil
-}
-
-func sameDims(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
