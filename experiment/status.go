@@ -25,6 +25,9 @@ type TrialStatus struct {
 	Short string
 	// AlongSteps are the pretraining steps it was evaluated at along training (eval.at_steps), sorted.
 	AlongSteps []int
+	// Attempts are its claims, first to last: a trial resumed after an interruption has several, each
+	// with the commit and host it ran under and the steps it covered.
+	Attempts []store.Attempt
 }
 
 // Reference is one reference row (raw pixels or a random-init encoder on the same splits).
@@ -95,6 +98,9 @@ func Status(st *store.Store, sweep string) (*StatusReport, error) {
 			return nil, fmt.Errorf("%s: trial %d: %w", st.Path, t.ID, err)
 		}
 		ts := TrialStatus{Trial: t, Step: max(step, t.Step), Evals: ev, Top1: map[string]float64{}}
+		if ts.Attempts, err = st.Attempts(t.ID); err != nil {
+			return nil, fmt.Errorf("%s: trial %d: attempts: %w", st.Path, t.ID, err)
+		}
 		for s := range along {
 			ts.AlongSteps = append(ts.AlongSteps, s)
 		}
@@ -177,4 +183,39 @@ func shortNames(ts []TrialStatus) {
 			}
 		}
 	}
+}
+
+// AttemptsLine describes a trial's attempts on one line ("" for a trial run in one attempt): for each, the
+// steps it covered, the commit (with "+dirty" for uncommitted changes), the host and how it ended.
+func AttemptsLine(as []store.Attempt) string {
+	if len(as) < 2 {
+		return ""
+	}
+	parts := make([]string, len(as))
+	for i, a := range as {
+		from, to := "?", "?"
+		if a.FromStep >= 0 {
+			from = fmt.Sprint(a.FromStep)
+		}
+		if a.EndStep >= 0 {
+			to = fmt.Sprint(a.EndStep)
+		}
+		commit := a.GitCommit[:min(7, len(a.GitCommit))]
+		if commit == "" {
+			commit = "unknown commit"
+		}
+		if a.GitDirty {
+			commit += "+dirty"
+		}
+		outcome := a.Outcome
+		switch {
+		case outcome != "":
+		case i+1 < len(as):
+			outcome = "killed" // a later attempt exists: this one never closed
+		default:
+			outcome = "running or killed"
+		}
+		parts[i] = fmt.Sprintf("#%d steps %s-%s at %s on %s, %s", a.Attempt, from, to, commit, a.Host, outcome)
+	}
+	return strings.Join(parts, "; ")
 }

@@ -369,6 +369,9 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	if resumed && (tr.Step < 0 || tr.Step > total) {
 		return fmt.Errorf("checkpoint %s: step %d outside [0, %d]: it is not this trial's (delete it to start again)", t.checkpointPath(), tr.Step, total)
 	}
+	if err := s.AttemptFrom(st.ID, tr.Step); err != nil {
+		return fmt.Errorf("trial %d: recording where this attempt starts: %w", st.ID, err)
+	}
 	if resumed {
 		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, e.displayName(st), tr.Step, total)
 		if err := s.TruncateMetrics(st.ID, tr.Step); err != nil {

@@ -43,7 +43,7 @@ const usage = `usage:
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME] [--full]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
-  sweep export --table trials|metrics|evals [--format csv|parquet] [-o FILE] [--db results.db]
+  sweep export --table trials|metrics|evals|attempts [--format csv|parquet] [-o FILE] [--db results.db]
   sweep worker [--db results.db] [--runs runs] [--sweep NAME[,NAME...]] [--device cpu|cuda] [--backend B] [-j auto|N] [--threads T]
                                   claim and run trials from the database alone (specs are read from it)
   sweep submit --slurm [--db postgres://...] [--runs SHARED/runs] [--array-parallel K] [--array-size N] [--partition P]
@@ -412,6 +412,9 @@ func cmdStatus(args []string) error {
 		if len(t.AlongSteps) > 0 {
 			fmt.Printf("     probed along training at steps %v\n", t.AlongSteps)
 		}
+		if l := experiment.AttemptsLine(t.Attempts); l != "" {
+			fmt.Printf("     attempts: %s\n", experiment.Printable(l))
+		}
 		if t.State == store.Failed && t.Error != "" {
 			fmt.Printf("     error: %s\n", experiment.Printable(t.Error))
 		}
@@ -487,7 +490,7 @@ func cmdExport(args []string) error {
 	out := fs.String("o", "", "output .npy for --features (labels go to <name>_labels.npy)")
 	backend := fs.String("backend", "auto", "backend for --features")
 	runs := fs.String("runs", "runs", "folder of checkpoints")
-	table := fs.String("table", "", "trials, metrics or evals: write a whole table (with --format and -o)")
+	table := fs.String("table", "", "trials, metrics, evals or attempts: write a whole table (with --format and -o)")
 	format := fs.String("format", "csv", "csv or parquet, for --table")
 	if _, err := parse(fs, args); err != nil {
 		return err

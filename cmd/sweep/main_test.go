@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -241,6 +242,31 @@ func TestKillAndResume(t *testing.T) {
 	d.QueryRow(`SELECT COUNT(*) FROM evals WHERE protocol IN ('linear', 'knn')`).Scan(&evals)
 	if evals != 4 {
 		t.Fatalf("%d evals, want 4", evals)
+	}
+	// The attempts table has both claims of trial 1: the killed one from step 0 (never closed) and the
+	// resumed one from its checkpoint to the end; `sweep status` prints that history.
+	type att struct {
+		attempt, from, end int
+		outcome            string
+	}
+	var atts []att
+	ar, err := d.Query(`SELECT attempt, COALESCE(from_step, -1), COALESCE(end_step, -1), COALESCE(outcome, '') FROM attempts WHERE trial_id = 1 ORDER BY attempt`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ar.Next() {
+		var a att
+		ar.Scan(&a.attempt, &a.from, &a.end, &a.outcome)
+		atts = append(atts, a)
+	}
+	ar.Close()
+	if want := []att{{1, 0, -1, ""}, {2, resumed, 60, "done"}}; !slices.Equal(atts, want) {
+		t.Errorf("trial 1's attempts %+v, want %+v", atts, want)
+	}
+	st, err := sweepCmd(context.Background(), dir, "status", "--db", db).CombinedOutput()
+	if err != nil || !strings.Contains(string(st), "attempts: #1 steps 0-? at ") ||
+		!strings.Contains(string(st), fmt.Sprintf("killed; #2 steps %d-60 at ", resumed)) {
+		t.Errorf("sweep status does not show trial 1's two attempts (%v):\n%s", err, st)
 	}
 	// A third run does nothing.
 	out3, err := sweepCmd(context.Background(), dir, "run", "--db", db, spec).CombinedOutput()

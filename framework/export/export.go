@@ -22,7 +22,7 @@ import (
 )
 
 // Tables lists the tables Table exports.
-var Tables = []string{"trials", "metrics", "evals"}
+var Tables = []string{"trials", "metrics", "evals", "attempts"}
 
 // Formats lists the formats Table writes.
 var Formats = []string{"csv", "parquet"}
@@ -66,7 +66,8 @@ type Querier interface {
 	Query(q string, args ...any) (*sql.Rows, error)
 }
 
-// Table writes one table of a results database to w: "trials", "metrics" or "evals"; format "csv" or "parquet".
+// Table writes one table of a results database to w: "trials", "metrics", "evals" or "attempts"; format "csv" or
+// "parquet".
 func Table(db Querier, table, format string, w io.Writer) (rows int, err error) {
 	if !slices.Contains(Tables, table) {
 		return 0, fmt.Errorf("export: unknown table %q (want one of %s)", table, strings.Join(Tables, ", "))
@@ -125,7 +126,8 @@ func Table(db Querier, table, format string, w io.Writer) (rows int, err error) 
 // primaryKey returns the ORDER BY clause for the table: its primary key columns in key order (the same on
 // SQLite and PostgreSQL).
 func primaryKey(table string) string {
-	keys := map[string][]string{"trials": {"id"}, "metrics": {"trial_id", "step", "name"}, "evals": {"trial_id", "protocol", "metric", "step"}}[table]
+	keys := map[string][]string{"trials": {"id"}, "metrics": {"trial_id", "step", "name"}, "evals": {"trial_id", "protocol", "metric", "step"},
+		"attempts": {"trial_id", "attempt"}}[table]
 	q := make([]string, len(keys))
 	for i, k := range keys {
 		q[i] = quote(k)

@@ -23,7 +23,7 @@ import (
 const hyparquetVersion = "1.33.0"
 
 // keys orders each table the way the exporter must (its primary key).
-var keys = map[string]string{"trials": "id", "metrics": "trial_id, step, name", "evals": "trial_id, protocol, metric"}
+var keys = map[string]string{"trials": "id", "metrics": "trial_id, step, name", "evals": "trial_id, protocol, metric", "attempts": "trial_id, attempt"}
 
 // buildDB writes a small results database through the store's own API: four trials (done, failed,
 // running, pending) with awkward text (commas, quotes, newlines, non-ASCII), provenance on one, metrics
@@ -298,7 +298,7 @@ func compare(t *testing.T, what string, h held, cols []string, rows [][]any, csv
 // no code with the exporter) to the rows and values the store holds, in primary-key order.
 func TestTablesReadBack(t *testing.T) {
 	st := buildDB(t)
-	want := map[string]int{"trials": 4, "metrics": 27, "evals": 8}
+	want := map[string]int{"trials": 4, "metrics": 27, "evals": 8, "attempts": 1}
 	for _, table := range export.Tables {
 		h := heldTable(t, st.Raw(), table)
 		if len(h.rows) != want[table] {
@@ -381,7 +381,7 @@ func TestDeterministicAndErrors(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ table, format, want string }{
-		{"baselines", "csv", `unknown table "baselines" (want one of trials, metrics, evals)`},
+		{"baselines", "csv", `unknown table "baselines" (want one of trials, metrics, evals, attempts)`},
 		{"trials", "xlsx", `unknown format "xlsx" (want one of csv, parquet)`},
 	} {
 		var b bytes.Buffer

@@ -73,6 +73,19 @@ var migrations = []string{
 	`ALTER TABLE trials ADD COLUMN reclaims INTEGER NOT NULL DEFAULT 0;`,
 	// 5: a configuration's display name from [sweep] labels (display only: not part of the identity).
 	`ALTER TABLE trials ADD COLUMN label TEXT;`,
+	// 6: one row per attempt at a trial (its first claim, each resume after an interruption or an expired
+	// lease): the commit, host and backend it ran under and the steps it covered. The trials row keeps the
+	// last attempt's provenance. Trials from before this migration get one row, their last attempt, whose
+	// start step is unknown (NULL).
+	`CREATE TABLE attempts (trial_id INTEGER NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL, owner TEXT,
+		started_at REAL, from_step INTEGER, ended_at REAL, end_step INTEGER, outcome TEXT,
+		git_commit TEXT, git_dirty INTEGER, go_version TEXT, host TEXT, cpu TEXT, gpu TEXT, backend TEXT,
+		PRIMARY KEY (trial_id, attempt));
+	INSERT INTO attempts (trial_id, attempt, owner, ended_at, end_step, outcome, git_commit, git_dirty, go_version, host, cpu, gpu, backend)
+		SELECT id, attempts, owner, CASE WHEN state IN ('done', 'failed') THEN finished_at END,
+			CASE WHEN state IN ('done', 'failed') THEN step END, CASE WHEN state IN ('done', 'failed') THEN state END,
+			git_commit, git_dirty, go_version, host, cpu, gpu, backend
+		FROM trials WHERE attempts > 0 AND git_commit IS NOT NULL;`,
 }
 
 // Final is the step of a trial's final evaluation in the evals table.
@@ -508,21 +521,36 @@ func (s *Store) Heartbeat(id int64, owner string, step int) error {
 	return nil
 }
 
-// Finish marks a trial done or failed (with the reason), or back to pending (interrupted).
+// Finish marks a trial done or failed (with the reason), or back to pending (interrupted), and closes its
+// current attempt with the outcome ("interrupted" for pending) and the last step it reported.
 func (s *Store) Finish(id int64, owner, state, reason string) error {
 	fin := any(now())
 	if state == Pending {
 		fin = nil
 	}
-	r, err := s.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ? AND state = 'running'`,
-		state, reason, fin, id, owner)
-	if err != nil {
+	outcome := state
+	if state == Pending {
+		outcome = "interrupted"
+	}
+	return s.InTx(func(tx *Tx) error {
+		r, err := tx.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ? AND state = 'running'`,
+			state, reason, fin, id, owner)
+		if err != nil {
+			return err
+		}
+		if n, err := r.RowsAffected(); err == nil && n == 0 {
+			return fmt.Errorf("trial %d: %w", id, ErrNotOwner)
+		}
+		// The last step it reported: its last heartbeat, or its last logged metric when that is later
+		// (heartbeats are periodic; a trial's final steps are logged after its last one).
+		var hb, logged int
+		if err := tx.Scan(`SELECT step, COALESCE((SELECT MAX(step) FROM metrics WHERE trial_id = ?), 0) FROM trials WHERE id = ?`, []any{id, id}, &hb, &logged); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`UPDATE attempts SET ended_at = ?, outcome = ?, end_step = ?
+			WHERE trial_id = ? AND attempt = (SELECT attempts FROM trials WHERE id = ?)`, now(), outcome, max(hb, logged), id, id)
 		return err
-	}
-	if n, err := r.RowsAffected(); err == nil && n == 0 {
-		return fmt.Errorf("trial %d: %w", id, ErrNotOwner)
-	}
-	return nil
+	})
 }
 
 // ErrNotOwner says a trial was claimed by another worker meanwhile (this one's heartbeat went stale): its
@@ -540,11 +568,73 @@ type Provenance struct {
 	Backend   string
 }
 
-// SetProvenance records provenance on a trial.
+// SetProvenance records provenance on a trial and opens the row of its current attempt (the claim that
+// is running it) in the attempts table.
 func (s *Store) SetProvenance(id int64, p Provenance) error {
-	_, err := s.Exec(`UPDATE trials SET git_commit = ?, git_dirty = ?, go_version = ?, modules = ?, host = ?, cpu = ?, gpu = ?, backend = ? WHERE id = ?`,
-		p.GitCommit, btoi(p.GitDirty), p.GoVersion, p.Modules, p.Host, p.CPU, p.GPU, p.Backend, id)
+	return s.InTx(func(tx *Tx) error {
+		if _, err := tx.Exec(`UPDATE trials SET git_commit = ?, git_dirty = ?, go_version = ?, modules = ?, host = ?, cpu = ?, gpu = ?, backend = ? WHERE id = ?`,
+			p.GitCommit, btoi(p.GitDirty), p.GoVersion, p.Modules, p.Host, p.CPU, p.GPU, p.Backend, id); err != nil {
+			return err
+		}
+		var attempt int
+		var owner sql.NullString
+		if err := tx.Scan(`SELECT attempts, owner FROM trials WHERE id = ?`, []any{id}, &attempt, &owner); err != nil {
+			return fmt.Errorf("trial %d: %w", id, err)
+		}
+		if attempt == 0 { // never claimed: no attempt to record
+			return nil
+		}
+		_, err := tx.Exec(`INSERT INTO attempts (trial_id, attempt, owner, started_at, git_commit, git_dirty, go_version, host, cpu, gpu, backend)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (trial_id, attempt) DO UPDATE SET owner = excluded.owner, started_at = excluded.started_at,
+				git_commit = excluded.git_commit, git_dirty = excluded.git_dirty, go_version = excluded.go_version,
+				host = excluded.host, cpu = excluded.cpu, gpu = excluded.gpu, backend = excluded.backend`,
+			id, attempt, owner, now(), p.GitCommit, btoi(p.GitDirty), p.GoVersion, p.Host, p.CPU, p.GPU, p.Backend)
+		return err
+	})
+}
+
+// AttemptFrom records the step the trial's current attempt starts training from: 0, or the step of the
+// checkpoint it resumed.
+func (s *Store) AttemptFrom(id int64, step int) error {
+	_, err := s.Exec(`UPDATE attempts SET from_step = ? WHERE trial_id = ? AND attempt = (SELECT attempts FROM trials WHERE id = ?)`, step, id, id)
 	return err
+}
+
+// Attempt is one claim of a trial: where and at which commit it ran, and the steps it covered.
+type Attempt struct {
+	Attempt   int
+	Owner     string
+	StartedAt float64 // Unix seconds; 0 when unknown (attempts recorded before the attempts table)
+	FromStep  int     // -1 when unknown
+	EndedAt   float64 // 0 while running, or when the process died
+	EndStep   int     // the last step it reported; -1 when it did not end cleanly
+	Outcome   string  // done, failed, interrupted; "" while running or when the process died
+	Provenance
+}
+
+// Attempts lists a trial's attempts, first to last.
+func (s *Store) Attempts(trialID int64) ([]Attempt, error) {
+	rows, err := s.Query(`SELECT attempt, COALESCE(owner, ''), COALESCE(started_at, 0), COALESCE(from_step, -1), COALESCE(ended_at, 0),
+		COALESCE(end_step, -1), COALESCE(outcome, ''), COALESCE(git_commit, ''), COALESCE(git_dirty, 0), COALESCE(go_version, ''),
+		COALESCE(host, ''), COALESCE(cpu, ''), COALESCE(gpu, ''), COALESCE(backend, '')
+		FROM attempts WHERE trial_id = ? ORDER BY attempt`, trialID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Attempt
+	for rows.Next() {
+		var a Attempt
+		var dirty int
+		if err := rows.Scan(&a.Attempt, &a.Owner, &a.StartedAt, &a.FromStep, &a.EndedAt, &a.EndStep, &a.Outcome, &a.GitCommit, &dirty,
+			&a.GoVersion, &a.Host, &a.CPU, &a.GPU, &a.Backend); err != nil {
+			return nil, err
+		}
+		a.GitDirty = dirty != 0
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 // Metric is one logged value.

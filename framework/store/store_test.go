@@ -65,6 +65,8 @@ func TestStore(t *testing.T) {
 		{"concurrent opens migrate once", testConcurrentOpen},
 		{"results round-trip", testRoundTrip},
 		{"reclaims are bounded", testBoundedReclaims},
+		{"each attempt keeps its commit and steps", testAttempts},
+		{"migration 6 keeps the last attempt of older trials", testAttemptsMigration},
 	}
 	for _, b := range backends() {
 		for _, tc := range tests {
@@ -295,5 +297,107 @@ func TestRedact(t *testing.T) {
 		if strings.Contains(err.Error(), "pa#ss") || strings.Contains(err.Error(), "pa?ss") || strings.Contains(err.Error(), "p%zz") {
 			t.Errorf("Open(%q): the error shows the password: %v", bad, err)
 		}
+	}
+}
+
+// A trial interrupted, then killed, then finished under three commits keeps each attempt's commit, host and
+// steps; the trials row has the last one's.
+func testAttempts(t *testing.T, db string) {
+	s := openT(t, db)
+	sw := sweepOf(t, s, 1)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	type leg struct {
+		owner, commit string
+		dirty         bool
+		from, reached int
+		end           string // Finish state; "" = killed (lease left to expire)
+	}
+	legs := []leg{
+		{"a:1/w0", "aaaaaaaaaa", false, 0, 500, Pending},
+		{"b:2/w0", "bbbbbbbbbb", false, 400, 700, ""},
+		{"c:3/w1", "cccccccccc", true, 600, 1000, Done},
+	}
+	for i, l := range legs {
+		tr, err := s.Claim(context.Background(), sw, l.owner, time.Minute)
+		if err != nil || tr == nil || tr.Attempts != i+1 {
+			t.Fatalf("leg %d: claim %+v %v", i, tr, err)
+		}
+		must(s.SetProvenance(tr.ID, Provenance{GitCommit: l.commit, GitDirty: l.dirty, Host: l.owner[:1], Backend: "ort"}))
+		must(s.AttemptFrom(tr.ID, l.from))
+		// the last heartbeat comes before the last logged step: the attempt ends at the later one
+		must(s.Heartbeat(tr.ID, l.owner, l.reached-10))
+		must(s.AddMetrics(tr.ID, []Metric{{l.reached, "loss", 1}}))
+		if l.end != "" {
+			must(s.Finish(tr.ID, l.owner, l.end, ""))
+		} else {
+			_, err := s.Exec(`UPDATE trials SET heartbeat_at = 1 WHERE id = ?`, tr.ID) // the process died
+			must(err)
+		}
+	}
+	as, err := s.Attempts(1)
+	must(err)
+	want := []struct {
+		attempt, from, end int
+		outcome, commit    string
+		dirty              bool
+	}{
+		{1, 0, 500, "interrupted", "aaaaaaaaaa", false},
+		{2, 400, -1, "", "bbbbbbbbbb", false},
+		{3, 600, 1000, "done", "cccccccccc", true},
+	}
+	if len(as) != len(want) {
+		t.Fatalf("%d attempts, want %d: %+v", len(as), len(want), as)
+	}
+	for i, w := range want {
+		a := as[i]
+		if a.Attempt != w.attempt || a.FromStep != w.from || a.EndStep != w.end || a.Outcome != w.outcome || a.GitCommit != w.commit ||
+			a.GitDirty != w.dirty || a.Owner != legs[i].owner || a.Host != legs[i].owner[:1] || a.StartedAt == 0 || (w.outcome != "") != (a.EndedAt != 0) {
+			t.Errorf("attempt %d: %+v, want %+v", i+1, a, w)
+		}
+	}
+	var commit string
+	must(s.Scan(`SELECT git_commit FROM trials WHERE id = 1`, nil, &commit))
+	if commit != "cccccccccc" {
+		t.Errorf("trials.git_commit %q, want the last attempt's", commit)
+	}
+	// Provenance set twice in one attempt (a worker that re-records it) updates that attempt's row.
+	must(s.SetProvenance(1, Provenance{GitCommit: "dddddddddd"}))
+	if as, _ := s.Attempts(1); len(as) != 3 || as[2].GitCommit != "dddddddddd" {
+		t.Errorf("re-recorded provenance: %+v", as)
+	}
+}
+
+// A database written before the attempts table (schema 5) gets one attempt per claimed trial, its last,
+// with the trial's provenance and an unknown start step; unclaimed trials get none.
+func testAttemptsMigration(t *testing.T, db string) {
+	s := openT(t, db)
+	sweepOf(t, s, 2)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.Exec(`DROP TABLE attempts`)
+	must(err)
+	_, err = s.Exec(`DELETE FROM schema_version WHERE version = 6`)
+	must(err)
+	_, err = s.Exec(`UPDATE trials SET state = 'done', attempts = 2, step = 10000, finished_at = 5, git_commit = 'f7e13e8', git_dirty = 0, host = 'vm', backend = 'ort' WHERE id = 1`)
+	must(err)
+	s.Close()
+	s = openT(t, db)
+	as, err := s.Attempts(1)
+	must(err)
+	if len(as) != 1 || as[0].Attempt != 2 || as[0].FromStep != -1 || as[0].EndStep != 10000 || as[0].Outcome != "done" ||
+		as[0].GitCommit != "f7e13e8" || as[0].Host != "vm" || as[0].EndedAt != 5 {
+		t.Errorf("migrated attempts of trial 1: %+v", as)
+	}
+	if as, err := s.Attempts(2); err != nil || len(as) != 0 {
+		t.Errorf("unclaimed trial 2 has attempts %+v (%v)", as, err)
 	}
 }
