@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"mimlab/components/masking"
@@ -349,6 +350,13 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	}
 	if err := writeOwner(t.Dir, st, rec.Owner()); err != nil {
 		return err
+	}
+	// This worker holds the trial, so it is its folder's only writer: temporary files there are a killed
+	// attempt's half-written checkpoints or exports.
+	if gone, err := files.RemoveTemps(t.Dir); err != nil {
+		return fmt.Errorf("trial %d: removing a killed attempt's temporary files: %w", st.ID, err)
+	} else if len(gone) > 0 {
+		fmt.Fprintf(e.Log, "trial %d: removed %d temporary file(s) a killed attempt left: %s\n", st.ID, len(gone), strings.Join(gone, ", "))
 	}
 	tr, err := t.NewTrainer()
 	if err != nil {

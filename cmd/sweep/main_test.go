@@ -196,6 +196,15 @@ func TestKillAndResume(t *testing.T) {
 		t.Fatalf("the first run never reached step 22:\n%s", out1.String())
 	}
 	time.Sleep(1500 * time.Millisecond) // let the killed run's heartbeat go stale (6 x 200ms)
+	// A checkpoint half-written when the kill came (planted: the kill may fall between writes) is removed
+	// by the attempt that resumes the trial.
+	var hash1 string
+	if err := openDB(t, db).QueryRow(`SELECT hash FROM trials WHERE id = 1`).Scan(&hash1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "runs", hash1, ".checkpoint.safetensors.tmp-12345"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var out2 bytes.Buffer
 	c2 := sweepCmd(context.Background(), dir, "run", "--db", db, "--heartbeat", "200ms", spec)
 	c2.Stdout, c2.Stderr = &out2, &out2
@@ -242,6 +251,12 @@ func TestKillAndResume(t *testing.T) {
 	d.QueryRow(`SELECT COUNT(*) FROM evals WHERE protocol IN ('linear', 'knn')`).Scan(&evals)
 	if evals != 4 {
 		t.Fatalf("%d evals, want 4", evals)
+	}
+	if temps, _ := filepath.Glob(filepath.Join(dir, "runs", "*", ".*.tmp-*")); len(temps) > 0 {
+		t.Errorf("temporary files left after the resume: %v", temps)
+	}
+	if !strings.Contains(out2.String(), "removed 1 temporary file(s) a killed attempt left: .checkpoint.safetensors.tmp-12345") {
+		t.Errorf("the resume does not say it removed the killed attempt's temporary file:\n%s", out2.String())
 	}
 	// The attempts table has both claims of trial 1: the killed one from step 0 (never closed) and the
 	// resumed one from its checkpoint to the end; `sweep status` prints that history.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteAtomic writes path as a whole or not at all, also on a shared file system (NFS, Lustre) read by
@@ -46,4 +47,26 @@ func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
 		d.Close()
 	}
 	return nil
+}
+
+// RemoveTemps removes the temporary files WriteAtomic leaves in dir when its process is killed mid-write
+// (".NAME.tmp-*"), and returns their names. Only a folder's single writer may call it (a trial's own folder,
+// by the worker holding the trial): another writer's file in progress would be removed.
+func RemoveTemps(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(n, ".") || !strings.Contains(n, ".tmp-") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
+			return removed, err
+		}
+		removed = append(removed, n)
+	}
+	return removed, nil
 }
