@@ -241,3 +241,38 @@ func TestSoftmaxObjectiveGradient(t *testing.T) {
 		t.Errorf("after moving the point: loss %v, fresh objective %v", got, want)
 	}
 }
+
+// LinearProbe says whether L-BFGS converged: cut at 3 iterations it has not; with strong regularisation
+// (a well-conditioned objective) and room to run it has, with a small gradient.
+func TestLinearProbeReportsConvergence(t *testing.T) {
+	train, test := separable(1, 600, 16, 4, false)
+	tests := []struct {
+		name      string
+		l2        float64
+		maxIter   int
+		converged bool
+	}{
+		{"cut at the iteration limit", 1e-4, 3, false},
+		{"well conditioned, room to converge", 1e-1, 500, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fit, err := LinearProbe(train, test, tc.l2, tc.maxIter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fit.Converged != tc.converged || fit.Iterations > tc.maxIter || fit.Iterations == 0 || fit.GradNorm <= 0 {
+				t.Fatalf("%+v, want converged=%v within %d iterations", fit, tc.converged, tc.maxIter)
+			}
+			if tc.converged && fit.GradNorm > 1e-4 {
+				t.Errorf("converged with gradient norm %g", fit.GradNorm)
+			}
+			if !tc.converged && fit.Status != "IterationLimit" {
+				t.Errorf("status %q, want IterationLimit", fit.Status)
+			}
+			if top1, _ := Linear(train, test, tc.l2, tc.maxIter); top1 != fit.Top1 {
+				t.Errorf("Linear %v, LinearProbe %v", top1, fit.Top1)
+			}
+		})
+	}
+}

@@ -13,8 +13,26 @@ import (
 
 // Linear fits a softmax classifier on standardised train features by L-BFGS and returns test top-1.
 func Linear(train, test Features, l2 float64, maxIter int) (float64, error) {
+	fit, err := LinearProbe(train, test, l2, maxIter)
+	return fit.Top1, err
+}
+
+// LinearFit is a linear probe's result and how its optimisation ended.
+type LinearFit struct {
+	Top1       float64
+	Iterations int     // L-BFGS major iterations
+	GradNorm   float64 // the infinity norm of the objective's gradient where it stopped
+	// Converged says L-BFGS stopped on its own criteria (gradient norm under 1e-6, or no further
+	// progress), not at the iteration limit: an unconverged probe's accuracy may still move with more
+	// iterations.
+	Converged bool
+	Status    string // gonum's optimize.Status
+}
+
+// LinearProbe is Linear with the optimiser's account of the fit.
+func LinearProbe(train, test Features, l2 float64, maxIter int) (LinearFit, error) {
 	if train.N == 0 || test.N == 0 {
-		return 0, fmt.Errorf("linear probe: empty split (%d train, %d test)", train.N, test.N)
+		return LinearFit{}, fmt.Errorf("linear probe: empty split (%d train, %d test)", train.N, test.N)
 	}
 	tr, te := Standardize(train, test)
 	c := numClasses(train.Labels, test.Labels)
@@ -31,7 +49,11 @@ func Linear(train, test Features, l2 float64, maxIter int) (float64, error) {
 	p0 := make([]float64, c*d+c)
 	res, err := optimize.Minimize(prob, p0, &optimize.Settings{MajorIterations: maxIter, GradientThreshold: 1e-6}, &optimize.LBFGS{})
 	if err != nil && res == nil {
-		return 0, fmt.Errorf("linear probe: %w", err)
+		return LinearFit{}, fmt.Errorf("linear probe: %w", err)
+	}
+	fit := LinearFit{Iterations: res.MajorIterations, Status: res.Status.String(), Converged: res.Status != optimize.IterationLimit && err == nil}
+	if res.Gradient != nil {
+		fit.GradNorm = floats.Norm(res.Gradient, math.Inf(1))
 	}
 	p := res.X
 	correct := 0
@@ -50,7 +72,8 @@ func Linear(train, test Features, l2 float64, maxIter int) (float64, error) {
 			correct++
 		}
 	}
-	return float64(correct) / float64(te.N), nil
+	fit.Top1 = float64(correct) / float64(te.N)
+	return fit, nil
 }
 
 // softmaxObjective is the mean cross-entropy of a softmax classifier (params: W [c,d] then b [c]) plus

@@ -112,7 +112,7 @@ func (t *Trial) rawPixels(split *data.Split) (eval.Features, error) {
 
 // runReadings runs the readings asked for on one set of encoder parameters; report gets each top-1 under
 // the reading's name. alive is called while long protocols (fine-tuning) train.
-func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*tensors.Tensor, readings []eval.Reading, alive func(), report func(name string, acc float64) error) error {
+func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*tensors.Tensor, readings []eval.Reading, alive func(), report func(name, metric string, v float64) error) error {
 	ec := t.Cfg.Eval
 	needTokens, needFeatures := false, false
 	for _, r := range readings {
@@ -137,9 +137,13 @@ func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*ten
 		start := time.Now()
 		var acc float64
 		var err error
+		var extra []metricValue // recorded before top1: a reading is done once its top1 is stored
+		note := ""
 		switch r.Protocol {
 		case "linear":
-			acc, err = eval.Linear(ftr.Get(r.Feature), fte.Get(r.Feature), ec.LinearL2, ec.LinearMaxIter)
+			var fit eval.LinearFit
+			fit, err = eval.LinearProbe(ftr.Get(r.Feature), fte.Get(r.Feature), ec.LinearL2, ec.LinearMaxIter)
+			acc, extra, note = fit.Top1, linearMetrics(fit), linearNote(fit)
 		case "knn":
 			acc, err = eval.KNN(ftr.Get(r.Feature), fte.Get(r.Feature), ec.KNNK, ec.KNNTemperature)
 		case "attentive":
@@ -151,12 +155,38 @@ func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*ten
 		if err != nil {
 			return fmt.Errorf("eval %s: %w", r.Name, err)
 		}
-		fmt.Fprintf(t.env.Log, "  %s: top-1 %.4f (%.1fs)\n", r.Name, acc, time.Since(start).Seconds())
-		if err := report(r.Name, acc); err != nil {
-			return err
+		fmt.Fprintf(t.env.Log, "  %s: top-1 %.4f (%.1fs%s)\n", r.Name, acc, time.Since(start).Seconds(), note)
+		for _, m := range append(extra, metricValue{"top1", acc}) {
+			if err := report(r.Name, m.metric, m.v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// metricValue is one metric of a reading (evals.metric).
+type metricValue struct {
+	metric string
+	v      float64
+}
+
+// linearMetrics are the evals rows that say how a linear probe's L-BFGS ended: its iterations, the
+// gradient's infinity norm where it stopped, and 1 if it converged before the iteration limit (else 0).
+func linearMetrics(fit eval.LinearFit) []metricValue {
+	conv := 0.0
+	if fit.Converged {
+		conv = 1
+	}
+	return []metricValue{{"lbfgs_iterations", float64(fit.Iterations)}, {"lbfgs_grad_norm", fit.GradNorm}, {"lbfgs_converged", conv}}
+}
+
+// linearNote is the log's account of a linear probe's optimisation.
+func linearNote(fit eval.LinearFit) string {
+	if fit.Converged {
+		return fmt.Sprintf("; L-BFGS converged in %d iterations", fit.Iterations)
+	}
+	return fmt.Sprintf("; L-BFGS stopped at its limit of %d iterations, gradient norm %.1e", fit.Iterations, fit.GradNorm)
 }
 
 // baselineEval is the part of [eval] a reference row depends on, with the field names and order eval.Config
@@ -250,11 +280,11 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 			at = fmt.Sprintf("the encoder at step %d", step)
 		}
 		fmt.Fprintf(t.env.Log, "trial %d: evaluating %s (%s)\n", trialID, at, readingNames(todo))
-		if err := t.runReadings(ctx, set, params, todo, alive, func(name string, acc float64) error {
+		if err := t.runReadings(ctx, set, params, todo, alive, func(name, metric string, v float64) error {
 			if step == store.Final {
-				return rec.Eval(name, "top1", acc)
+				return rec.Eval(name, metric, v)
 			}
-			return rec.EvalAt(step, name, "top1", acc)
+			return rec.EvalAt(step, name, metric, v)
 		}); err != nil {
 			return err
 		}
@@ -329,17 +359,23 @@ func (t *Trial) rawReference(s *store.Store, rawKey string) error {
 	for _, r := range todo {
 		var acc float64
 		var err error
+		var extra []metricValue
+		note := ""
 		if r.Protocol == "linear" {
-			acc, err = eval.Linear(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
+			var fit eval.LinearFit
+			fit, err = eval.LinearProbe(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
+			acc, extra, note = fit.Top1, linearMetrics(fit), " ("+strings.TrimPrefix(linearNote(fit), "; ")+")"
 		} else {
 			acc, err = eval.KNN(ftr, fte, ec.KNNK, ec.KNNTemperature)
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(t.env.Log, "  raw pixels %s: top-1 %.4f\n", r.Name, acc)
-		if err := s.SetBaseline(rawKey, t.Cfg.Data.Name, "raw_pixels", r.Name, "top1", acc); err != nil {
-			return err
+		fmt.Fprintf(t.env.Log, "  raw pixels %s: top-1 %.4f%s\n", r.Name, acc, note)
+		for _, m := range append(extra, metricValue{"top1", acc}) {
+			if err := s.SetBaseline(rawKey, t.Cfg.Data.Name, "raw_pixels", r.Name, m.metric, m.v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -360,8 +396,8 @@ func (t *Trial) randomReference(ctx context.Context, s *store.Store, set *nn.Par
 	fmt.Fprintf(t.env.Log, "reference: %s at random initialisation (%s)\n", arch, readingNames(todo))
 	rp := set.InitParamsByName(dtypes.Float32, 0)
 	defer nn.Free(rp...)
-	return t.runReadings(ctx, set, rp, todo, alive, func(name string, acc float64) error {
-		return s.SetBaseline(randKey, t.Cfg.Data.Name, arch+" random init", name, "top1", acc)
+	return t.runReadings(ctx, set, rp, todo, alive, func(name, metric string, v float64) error {
+		return s.SetBaseline(randKey, t.Cfg.Data.Name, arch+" random init", name, metric, v)
 	})
 }
 

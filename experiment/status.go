@@ -42,6 +42,9 @@ type StatusReport struct {
 	Leases     []store.Lease // the running trials' owners and heartbeats
 	Counts     map[string]int
 	References []Reference
+	// LinearFits and LinearUnconverged count the linear-probe readings (every step, every trial) that
+	// recorded how their L-BFGS ended, and those of them that stopped at the iteration limit.
+	LinearFits, LinearUnconverged int
 }
 
 // Readings are the reading names (linear, knn_mean, finetune_100, ...) any trial has a top-1 for, in column
@@ -73,6 +76,18 @@ func (r *StatusReport) Summary() string {
 	return fmt.Sprintf("%d trials: %s", len(r.Trials), strings.Join(states, ", "))
 }
 
+// countLinear counts the linear readings among one evaluation's protocols that say whether they converged.
+func (r *StatusReport) countLinear(byProto map[string]map[string]float64) {
+	for _, m := range byProto {
+		if c, ok := m["lbfgs_converged"]; ok {
+			r.LinearFits++
+			if c == 0 {
+				r.LinearUnconverged++
+			}
+		}
+	}
+}
+
 // Status gathers the trials of a sweep ("" for all), their last losses and evals, and the reference rows.
 func Status(st *store.Store, sweep string) (*StatusReport, error) {
 	trials, err := st.Trials(sweep)
@@ -97,6 +112,10 @@ func Status(st *store.Store, sweep string) (*StatusReport, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: trial %d: %w", st.Path, t.ID, err)
 		}
+		for _, byProto := range along {
+			r.countLinear(byProto)
+		}
+		r.countLinear(ev)
 		ts := TrialStatus{Trial: t, Step: max(step, t.Step), Evals: ev, Top1: map[string]float64{}}
 		if ts.Attempts, err = st.Attempts(t.ID); err != nil {
 			return nil, fmt.Errorf("%s: trial %d: attempts: %w", st.Path, t.ID, err)

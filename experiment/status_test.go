@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"path/filepath"
 	"testing"
 
 	"mimlab/framework/store"
@@ -30,5 +31,41 @@ func TestAttemptsLine(t *testing.T) {
 				t.Errorf("AttemptsLine:\n got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// Status counts the linear readings that stopped at L-BFGS's iteration limit, along training and final.
+func TestStatusCountsUnconvergedLinearProbes(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.AddSweep("sw", "x.toml", []store.NewTrial{{Hash: "0000000000000001", Name: "sw[seed=1]", Spec: "{}"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []struct {
+		step     int
+		protocol string
+		conv     float64
+	}{
+		{600, "linear", 0}, {600, "linear_mean", 1}, {store.Final, "linear", 0}, {store.Final, "linear_mean", 1},
+	} {
+		if err := st.SetEvalAt(1, e.step, e.protocol, "lbfgs_converged", e.conv); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetEvalAt(1, e.step, e.protocol, "top1", 0.5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SetEvalAt(1, 600, "knn", "top1", 0.5); err != nil { // not a linear reading
+		t.Fatal(err)
+	}
+	r, err := Status(st, "sw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LinearFits != 4 || r.LinearUnconverged != 2 {
+		t.Errorf("%d linear fits, %d unconverged; want 4 and 2", r.LinearFits, r.LinearUnconverged)
 	}
 }

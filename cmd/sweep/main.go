@@ -420,6 +420,9 @@ func cmdStatus(args []string) error {
 		}
 	}
 	fmt.Println(r.Summary())
+	if r.LinearUnconverged > 0 {
+		fmt.Printf("linear probes: %d of %d readings stopped at L-BFGS's iteration limit (eval.linear_max_iter) before converging: their accuracy may still move with more iterations (evals metric lbfgs_converged = 0)\n", r.LinearUnconverged, r.LinearFits)
+	}
 	if len(r.Leases) > 0 {
 		fmt.Println("running (lease renewed by each heartbeat; expired after 6 missed heartbeats):")
 		fmt.Printf("  %-5s %-20s %-8s %-8s %s\n", "id", "host", "pid", "step", "lease age")

@@ -44,7 +44,7 @@ baselines = true`, 1)
 			continue
 		}
 		var n int
-		err = d.QueryRow(`SELECT COUNT(*) FROM evals WHERE step = 20`).Scan(&n)
+		err = d.QueryRow(`SELECT COUNT(*) FROM evals WHERE step = 20 AND metric = 'top1'`).Scan(&n)
 		d.Close()
 		if err == nil && n == len(readings) {
 			c.Process.Signal(syscall.SIGKILL)
@@ -79,6 +79,21 @@ baselines = true`, 1)
 			}
 		}
 	}
+	// Each linear reading says how its L-BFGS ended, at every step and for the random-init reference.
+	for _, step := range []int{10, 20, 30, -1} {
+		var iters, conv float64
+		var n int
+		d.QueryRow(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN metric = 'lbfgs_iterations' THEN value END), -1), COALESCE(SUM(CASE WHEN metric = 'lbfgs_converged' THEN value END), -1)
+			FROM evals WHERE trial_id = 1 AND protocol = 'linear' AND step = ? AND metric LIKE 'lbfgs_%'`, step).Scan(&n, &iters, &conv)
+		if n != 3 || iters < 1 || (conv != 0 && conv != 1) {
+			t.Errorf("step %d linear: %d lbfgs rows, iterations %v, converged %v", step, n, iters, conv)
+		}
+	}
+	var refRows int
+	d.QueryRow(`SELECT COUNT(*) FROM baselines WHERE key LIKE 'random_init|%' AND protocol = 'linear' AND metric LIKE 'lbfgs_%'`).Scan(&refRows)
+	if refRows != 3 {
+		t.Errorf("the random-init linear reference has %d lbfgs rows, want 3", refRows)
+	}
 	var other int
 	d.QueryRow(`SELECT COUNT(*) FROM evals WHERE step NOT IN (10, 20, 30, -1)`).Scan(&other)
 	if other != 0 {
@@ -87,7 +102,7 @@ baselines = true`, 1)
 	// The reference rows: raw pixels for linear, and every reading from the random-init ViT.
 	for _, r := range readings {
 		var n int
-		d.QueryRow(`SELECT COUNT(*) FROM baselines WHERE key LIKE 'random_init|%' AND protocol = ?`, r).Scan(&n)
+		d.QueryRow(`SELECT COUNT(*) FROM baselines WHERE key LIKE 'random_init|%' AND protocol = ? AND metric = 'top1'`, r).Scan(&n)
 		if n != 1 {
 			t.Errorf("random-init reference %s: %d rows", r, n)
 		}
