@@ -230,9 +230,9 @@ func AttemptsLine(as []store.Attempt) string {
 		switch {
 		case outcome != "":
 		case i+1 < len(as):
-			outcome = "killed" // a later attempt exists: this one never closed
+			outcome = "ended unrecorded" // killed, its lease lost, or the database away when it ended
 		default:
-			outcome = "running or killed"
+			outcome = "running, or ended unrecorded"
 		}
 		parts[i] = fmt.Sprintf("#%d steps %s-%s at %s on %s, %s", a.Attempt, from, to, commit, a.Host, outcome)
 	}

@@ -23,7 +23,7 @@ func TestAttemptsLine(t *testing.T) {
 			"#1 steps 0-3837 at 7734506 on vm, interrupted; #2 steps 3837-10000 at f7e13e8+dirty on vm, done"},
 		{"killed, then running; a migrated attempt has no start step",
 			[]store.Attempt{a(1, -1, -1, "", "", false), a(2, 600, -1, "", "015d6d2", false)},
-			"#1 steps ?-? at unknown commit on vm, killed; #2 steps 600-? at 015d6d2 on vm, running or killed"},
+			"#1 steps ?-? at unknown commit on vm, ended unrecorded; #2 steps 600-? at 015d6d2 on vm, running, or ended unrecorded"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -311,7 +311,7 @@ func (t *Trial) verifyCheckpoint(s *store.Store, trialID int64) error {
 func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) error {
 	s := rec.Store()
 	prov := e.Provenance()
-	if err := s.SetProvenance(st.ID, prov); err != nil {
+	if err := s.SetProvenance(st.ID, rec.Owner(), st.Attempts, prov); err != nil {
 		return err
 	}
 	if _, err := e.spec(st.Hash); err != nil {
@@ -352,11 +352,13 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 		return err
 	}
 	// This worker holds the trial, so it is its folder's only writer: temporary files there are a killed
-	// attempt's half-written checkpoints or exports.
-	if gone, err := files.RemoveTemps(t.Dir); err != nil {
-		return fmt.Errorf("trial %d: removing a killed attempt's temporary files: %w", st.ID, err)
-	} else if len(gone) > 0 {
+	// attempt's half-written checkpoints or exports. Best effort: what cannot be removed is only clutter.
+	gone, err := files.RemoveTemps(t.Dir)
+	if len(gone) > 0 {
 		fmt.Fprintf(e.Log, "trial %d: removed %d temporary file(s) a killed attempt left: %s\n", st.ID, len(gone), strings.Join(gone, ", "))
+	}
+	if err != nil {
+		fmt.Fprintf(e.Log, "trial %d: could not remove a killed attempt's temporary files (%v); going on\n", st.ID, err)
 	}
 	tr, err := t.NewTrainer()
 	if err != nil {
@@ -377,9 +379,10 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	if resumed && (tr.Step < 0 || tr.Step > total) {
 		return fmt.Errorf("checkpoint %s: step %d outside [0, %d]: it is not this trial's (delete it to start again)", t.checkpointPath(), tr.Step, total)
 	}
-	if err := s.AttemptFrom(st.ID, tr.Step); err != nil {
+	if err := s.AttemptFrom(st.ID, rec.Owner(), st.Attempts, tr.Step); err != nil {
 		return fmt.Errorf("trial %d: recording where this attempt starts: %w", st.ID, err)
 	}
+	rec.Progress(tr.Step) // this attempt is at its start step (the heartbeat had the previous attempt's)
 	if resumed {
 		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, e.displayName(st), tr.Step, total)
 		if err := s.TruncateMetrics(st.ID, tr.Step); err != nil {

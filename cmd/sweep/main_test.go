@@ -280,7 +280,7 @@ func TestKillAndResume(t *testing.T) {
 	}
 	st, err := sweepCmd(context.Background(), dir, "status", "--db", db).CombinedOutput()
 	if err != nil || !strings.Contains(string(st), "attempts: #1 steps 0-? at ") ||
-		!strings.Contains(string(st), fmt.Sprintf("killed; #2 steps %d-60 at ", resumed)) {
+		!strings.Contains(string(st), fmt.Sprintf("ended unrecorded; #2 steps %d-60 at ", resumed)) {
 		t.Errorf("sweep status does not show trial 1's two attempts (%v):\n%s", err, st)
 	}
 	// A third run does nothing.

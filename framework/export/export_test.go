@@ -52,7 +52,7 @@ func buildDB(t *testing.T) *store.Store {
 		}
 		claimed = append(claimed, tr)
 	}
-	if err := st.SetProvenance(claimed[0].ID, store.Provenance{GitCommit: "deadbeef", GitDirty: true, GoVersion: "go1.26.8", Host: "h", CPU: "c", Backend: "go"}); err != nil {
+	if err := st.SetProvenance(claimed[0].ID, "tester", claimed[0].Attempts, store.Provenance{GitCommit: "deadbeef", GitDirty: true, GoVersion: "go1.26.8", Host: "h", CPU: "c", Backend: "go"}); err != nil {
 		t.Fatal(err)
 	}
 	for k, tr := range claimed {
@@ -75,10 +75,10 @@ func buildDB(t *testing.T) *store.Store {
 			}
 		}
 	}
-	if err := st.Finish(claimed[0].ID, "tester", store.Done, ""); err != nil {
+	if err := st.Finish(claimed[0].ID, "tester", store.Done, "", 4); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Finish(claimed[1].ID, "tester", store.Failed, "boom, \"quoted\"\nsecond line"); err != nil {
+	if err := st.Finish(claimed[1].ID, "tester", store.Failed, "boom, \"quoted\"\nsecond line", 4); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Raw().Exec(`ALTER TABLE trials ADD COLUMN export_test_point JSON`); err != nil {

@@ -1,8 +1,10 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,7 +65,9 @@ func RemoveTemps(dir string) ([]string, error) {
 		if !e.Type().IsRegular() || !strings.HasPrefix(n, ".") || !strings.Contains(n, ".tmp-") {
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, n)); err != nil {
+		if err := os.Remove(filepath.Join(dir, n)); errors.Is(err, fs.ErrNotExist) {
+			continue // gone meanwhile (its writer renamed or removed it)
+		} else if err != nil {
 			return removed, err
 		}
 		removed = append(removed, n)

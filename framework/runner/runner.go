@@ -147,11 +147,13 @@ type recorder struct {
 	mu    sync.Mutex
 	step  int
 	last  time.Time
+	// progressed says this attempt reported a step (step was the previous attempt's heartbeat until then).
+	progressed bool
 }
 
 func (r *recorder) Progress(step int) {
 	r.mu.Lock()
-	r.step, r.last = step, time.Now()
+	r.step, r.last, r.progressed = step, time.Now(), true
 	r.mu.Unlock()
 }
 func (r *recorder) Metrics(ms []store.Metric) error {
@@ -190,6 +192,16 @@ func (r *recorder) Log() io.Writer      { return r.log }
 func (r *recorder) current() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.step
+}
+
+// reached is the last step this attempt reported, -1 if none.
+func (r *recorder) reached() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.progressed {
+		return -1
+	}
 	return r.step
 }
 
@@ -270,7 +282,7 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 		state, reason = store.Failed, err.Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %v\n", t.ID, t.Name, err)
 	}
-	if ferr := finish(st, t, owner, state, reason, opt.Log); errors.Is(ferr, store.ErrNotOwner) {
+	if ferr := finish(st, t, owner, state, reason, rec.reached(), opt.Log); errors.Is(ferr, store.ErrNotOwner) {
 		return store.Pending, ferr.Error(), true // another worker has it now; this one goes on
 	} else if ferr != nil {
 		// The outcome could not be written: the trial is not done as far as the database knows, so it is
@@ -283,10 +295,10 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 
 // finish writes a trial's outcome, retrying a failed write (a full disk, a locked or restarting database) a
 // few times; if it still fails it tries to put the trial back to pending with the reason.
-func finish(st *store.Store, t *store.Trial, owner, state, reason string, log io.Writer) error {
+func finish(st *store.Store, t *store.Trial, owner, state, reason string, endStep int, log io.Writer) error {
 	var err error
 	for i, wait := 0, 100*time.Millisecond; i < 4; i, wait = i+1, wait*3 {
-		if err = st.Finish(t.ID, owner, state, reason); err == nil {
+		if err = st.Finish(t.ID, owner, state, reason, endStep); err == nil {
 			return nil
 		}
 		if errors.Is(err, store.ErrNotOwner) {
@@ -297,7 +309,7 @@ func finish(st *store.Store, t *store.Trial, owner, state, reason string, log io
 		time.Sleep(wait)
 	}
 	if state != store.Pending {
-		if perr := st.Finish(t.ID, owner, store.Pending, "could not record "+state+": "+err.Error()); perr == nil {
+		if perr := st.Finish(t.ID, owner, store.Pending, "could not record "+state+": "+err.Error(), endStep); perr == nil {
 			fmt.Fprintf(log, "trial %d %s: could not record %s (%v); left pending for the next run\n", t.ID, t.Name, state, err)
 			return err
 		}

@@ -106,7 +106,7 @@ func TestPostgresRestartIsRetried(t *testing.T) {
 					}
 					time.Sleep(30 * time.Millisecond)
 				}
-				if err := ws.Finish(tr.ID, owner, Done, ""); err != nil {
+				if err := ws.Finish(tr.ID, owner, Done, "", -1); err != nil {
 					errs <- err
 					return
 				}

@@ -75,15 +75,20 @@ var migrations = []string{
 	`ALTER TABLE trials ADD COLUMN label TEXT;`,
 	// 6: one row per attempt at a trial (its first claim, each resume after an interruption or an expired
 	// lease): the commit, host and backend it ran under and the steps it covered. The trials row keeps the
-	// last attempt's provenance. Trials from before this migration get one row, their last attempt, whose
-	// start step is unknown (NULL).
+	// last attempt's provenance. Trials from before this migration get one row, their last attempt: its
+	// start step is unknown (NULL) unless it was the only one, and its end is the later of the trial's
+	// heartbeat step and its last logged metric.
 	`CREATE TABLE attempts (trial_id INTEGER NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL, owner TEXT,
 		started_at REAL, from_step INTEGER, ended_at REAL, end_step INTEGER, outcome TEXT,
 		git_commit TEXT, git_dirty INTEGER, go_version TEXT, host TEXT, cpu TEXT, gpu TEXT, backend TEXT,
 		PRIMARY KEY (trial_id, attempt));
-	INSERT INTO attempts (trial_id, attempt, owner, ended_at, end_step, outcome, git_commit, git_dirty, go_version, host, cpu, gpu, backend)
-		SELECT id, attempts, owner, CASE WHEN state IN ('done', 'failed') THEN finished_at END,
-			CASE WHEN state IN ('done', 'failed') THEN step END, CASE WHEN state IN ('done', 'failed') THEN state END,
+	INSERT INTO attempts (trial_id, attempt, owner, started_at, from_step, ended_at, end_step, outcome, git_commit, git_dirty, go_version, host, cpu, gpu, backend)
+		SELECT id, attempts, owner, CASE WHEN attempts = 1 THEN started_at END, CASE WHEN attempts = 1 THEN 0 END,
+			CASE WHEN state IN ('done', 'failed') THEN finished_at END,
+			CASE WHEN state = 'running' THEN NULL
+				WHEN COALESCE((SELECT MAX(m.step) FROM metrics m WHERE m.trial_id = trials.id), 0) > step
+				THEN (SELECT MAX(m.step) FROM metrics m WHERE m.trial_id = trials.id) ELSE step END,
+			CASE WHEN state IN ('done', 'failed') THEN state WHEN state = 'pending' AND error IS NOT NULL THEN 'interrupted' END,
 			git_commit, git_dirty, go_version, host, cpu, gpu, backend
 		FROM trials WHERE attempts > 0 AND git_commit IS NOT NULL;`,
 }
@@ -522,8 +527,9 @@ func (s *Store) Heartbeat(id int64, owner string, step int) error {
 }
 
 // Finish marks a trial done or failed (with the reason), or back to pending (interrupted), and closes its
-// current attempt with the outcome ("interrupted" for pending) and the last step it reported.
-func (s *Store) Finish(id int64, owner, state, reason string) error {
+// current attempt with the outcome ("interrupted" for pending) and endStep, the last step this attempt
+// reached (-1: unknown, it reported none).
+func (s *Store) Finish(id int64, owner, state, reason string, endStep int) error {
 	fin := any(now())
 	if state == Pending {
 		fin = nil
@@ -531,6 +537,10 @@ func (s *Store) Finish(id int64, owner, state, reason string) error {
 	outcome := state
 	if state == Pending {
 		outcome = "interrupted"
+	}
+	end := any(endStep)
+	if endStep < 0 {
+		end = nil
 	}
 	return s.InTx(func(tx *Tx) error {
 		r, err := tx.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ? AND state = 'running'`,
@@ -541,14 +551,8 @@ func (s *Store) Finish(id int64, owner, state, reason string) error {
 		if n, err := r.RowsAffected(); err == nil && n == 0 {
 			return fmt.Errorf("trial %d: %w", id, ErrNotOwner)
 		}
-		// The last step it reported: its last heartbeat, or its last logged metric when that is later
-		// (heartbeats are periodic; a trial's final steps are logged after its last one).
-		var hb, logged int
-		if err := tx.Scan(`SELECT step, COALESCE((SELECT MAX(step) FROM metrics WHERE trial_id = ?), 0) FROM trials WHERE id = ?`, []any{id, id}, &hb, &logged); err != nil {
-			return err
-		}
 		_, err = tx.Exec(`UPDATE attempts SET ended_at = ?, outcome = ?, end_step = ?
-			WHERE trial_id = ? AND attempt = (SELECT attempts FROM trials WHERE id = ?)`, now(), outcome, max(hb, logged), id, id)
+			WHERE trial_id = ? AND owner = ? AND attempt = (SELECT attempts FROM trials WHERE id = ?)`, now(), outcome, end, id, owner, id)
 		return err
 	})
 }
@@ -568,23 +572,21 @@ type Provenance struct {
 	Backend   string
 }
 
-// SetProvenance records provenance on a trial and opens the row of its current attempt (the claim that
-// is running it) in the attempts table.
-func (s *Store) SetProvenance(id int64, p Provenance) error {
+// SetProvenance records provenance on a trial held by owner under its claim number attempt
+// (Trial.Attempts as Claim returned it) and opens that attempt's row in the attempts table. It returns an
+// error wrapping ErrNotOwner when another worker holds the trial now.
+func (s *Store) SetProvenance(id int64, owner string, attempt int, p Provenance) error {
 	return s.InTx(func(tx *Tx) error {
-		if _, err := tx.Exec(`UPDATE trials SET git_commit = ?, git_dirty = ?, go_version = ?, modules = ?, host = ?, cpu = ?, gpu = ?, backend = ? WHERE id = ?`,
-			p.GitCommit, btoi(p.GitDirty), p.GoVersion, p.Modules, p.Host, p.CPU, p.GPU, p.Backend, id); err != nil {
+		r, err := tx.Exec(`UPDATE trials SET git_commit = ?, git_dirty = ?, go_version = ?, modules = ?, host = ?, cpu = ?, gpu = ?, backend = ?
+			WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'`,
+			p.GitCommit, btoi(p.GitDirty), p.GoVersion, p.Modules, p.Host, p.CPU, p.GPU, p.Backend, id, owner, attempt)
+		if err != nil {
 			return err
 		}
-		var attempt int
-		var owner sql.NullString
-		if err := tx.Scan(`SELECT attempts, owner FROM trials WHERE id = ?`, []any{id}, &attempt, &owner); err != nil {
-			return fmt.Errorf("trial %d: %w", id, err)
+		if n, err := r.RowsAffected(); err == nil && n == 0 {
+			return fmt.Errorf("trial %d: %w", id, ErrNotOwner)
 		}
-		if attempt == 0 { // never claimed: no attempt to record
-			return nil
-		}
-		_, err := tx.Exec(`INSERT INTO attempts (trial_id, attempt, owner, started_at, git_commit, git_dirty, go_version, host, cpu, gpu, backend)
+		_, err = tx.Exec(`INSERT INTO attempts (trial_id, attempt, owner, started_at, git_commit, git_dirty, go_version, host, cpu, gpu, backend)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (trial_id, attempt) DO UPDATE SET owner = excluded.owner, started_at = excluded.started_at,
 				git_commit = excluded.git_commit, git_dirty = excluded.git_dirty, go_version = excluded.go_version,
@@ -594,11 +596,17 @@ func (s *Store) SetProvenance(id int64, p Provenance) error {
 	})
 }
 
-// AttemptFrom records the step the trial's current attempt starts training from: 0, or the step of the
-// checkpoint it resumed.
-func (s *Store) AttemptFrom(id int64, step int) error {
-	_, err := s.Exec(`UPDATE attempts SET from_step = ? WHERE trial_id = ? AND attempt = (SELECT attempts FROM trials WHERE id = ?)`, step, id, id)
-	return err
+// AttemptFrom records the step attempt (of owner) starts training from: 0, or the step of the checkpoint
+// it resumed. It returns an error wrapping ErrNotOwner when that attempt has no row of owner's.
+func (s *Store) AttemptFrom(id int64, owner string, attempt, step int) error {
+	r, err := s.Exec(`UPDATE attempts SET from_step = ? WHERE trial_id = ? AND attempt = ? AND owner = ?`, step, id, attempt, owner)
+	if err != nil {
+		return err
+	}
+	if n, err := r.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("trial %d attempt %d: %w", id, attempt, ErrNotOwner)
+	}
+	return nil
 }
 
 // Attempt is one claim of a trial: where and at which commit it ran, and the steps it covered.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,7 +104,7 @@ func testClaims(t *testing.T, db string) {
 				mu.Lock()
 				got[tr.ID]++
 				mu.Unlock()
-				if err := ws.Finish(tr.ID, owner, Done, ""); err != nil {
+				if err := ws.Finish(tr.ID, owner, Done, "", -1); err != nil {
 					t.Error(err)
 				}
 			}
@@ -128,7 +129,7 @@ func testClaims(t *testing.T, db string) {
 	if tr, _ := s.Claim(context.Background(), sw, "me", time.Minute); tr != nil {
 		t.Fatalf("claimed a live trial: %+v", tr)
 	}
-	if err := s.Finish(2, "me", Done, ""); err == nil {
+	if err := s.Finish(2, "me", Done, "", -1); err == nil {
 		t.Fatal("finishing another owner's trial must fail (ErrNotOwner)")
 	}
 	if n, _ := s.Unfinished(sw); n != 2 {
@@ -186,7 +187,7 @@ func testRoundTrip(t *testing.T, db string) {
 	must(s.AddArtifact(tr.ID, "checkpoint", "/x/ck", "abc", 1<<40))
 	must(s.SetBaseline("k", "mnist", "raw_pixels", "linear", "top1", 0.9))
 	must(s.SetBaseline("k", "mnist", "raw_pixels", "linear", "top1", 0.91))
-	must(s.SetProvenance(tr.ID, Provenance{GitCommit: "c", GitDirty: true, Host: "h"}))
+	must(s.SetProvenance(tr.ID, "h:1/w0", tr.Attempts, Provenance{GitCommit: "c", GitDirty: true, Host: "h"}))
 	must(s.Heartbeat(tr.ID, "h:1/w0", 2))
 	run, err := s.Running("sw")
 	must(err)
@@ -215,7 +216,7 @@ func testRoundTrip(t *testing.T, db string) {
 	if steps, _, _ := s.Series(tr.ID, "loss"); len(steps) != 1 {
 		t.Fatalf("after truncation: steps %v", steps)
 	}
-	must(s.Finish(tr.ID, "h:1/w0", Done, ""))
+	must(s.Finish(tr.ID, "h:1/w0", Done, "", 2))
 	got, err := s.TrialByID(tr.ID)
 	must(err)
 	if got.State != Done || got.Step != 2 {
@@ -258,7 +259,7 @@ func testBoundedReclaims(t *testing.T, db string) {
 		t.Fatalf("trial %+v", got)
 	}
 	// Its last owner cannot flip it back (Finish needs it running under that owner).
-	if err := s.Finish(1, fmt.Sprintf("h:%d/w0", MaxReclaims), Pending, "interrupted"); err == nil {
+	if err := s.Finish(1, fmt.Sprintf("h:%d/w0", MaxReclaims), Pending, "interrupted", -1); err == nil {
 		t.Fatal("a failed trial was finished by its old owner")
 	}
 	// --retry-failed starts its count again.
@@ -301,7 +302,8 @@ func TestRedact(t *testing.T) {
 }
 
 // A trial interrupted, then killed, then finished under three commits keeps each attempt's commit, host and
-// steps; the trials row has the last one's.
+// steps; the trials row has the last one's. A worker whose lease was taken cannot write into the new
+// owner's attempt.
 func testAttempts(t *testing.T, db string) {
 	s := openT(t, db)
 	sw := sweepOf(t, s, 1)
@@ -327,13 +329,23 @@ func testAttempts(t *testing.T, db string) {
 		if err != nil || tr == nil || tr.Attempts != i+1 {
 			t.Fatalf("leg %d: claim %+v %v", i, tr, err)
 		}
-		must(s.SetProvenance(tr.ID, Provenance{GitCommit: l.commit, GitDirty: l.dirty, Host: l.owner[:1], Backend: "ort"}))
-		must(s.AttemptFrom(tr.ID, l.from))
-		// the last heartbeat comes before the last logged step: the attempt ends at the later one
+		must(s.SetProvenance(tr.ID, l.owner, tr.Attempts, Provenance{GitCommit: l.commit, GitDirty: l.dirty, Host: l.owner[:1], Backend: "ort"}))
+		must(s.AttemptFrom(tr.ID, l.owner, tr.Attempts, l.from))
+		if i == 2 {
+			// The killed attempt's worker wakes up late: its writes name its own claim and fail.
+			if err := s.SetProvenance(tr.ID, legs[1].owner, 2, Provenance{GitCommit: "stale"}); !errors.Is(err, ErrNotOwner) {
+				t.Errorf("a stale worker's SetProvenance: %v, want ErrNotOwner", err)
+			}
+			if err := s.AttemptFrom(tr.ID, legs[1].owner, 3, 0); !errors.Is(err, ErrNotOwner) {
+				t.Errorf("a stale worker's AttemptFrom on the new attempt: %v, want ErrNotOwner", err)
+			}
+			if err := s.Finish(tr.ID, legs[1].owner, Failed, "late", 9999); !errors.Is(err, ErrNotOwner) {
+				t.Errorf("a stale worker's Finish: %v, want ErrNotOwner", err)
+			}
+		}
 		must(s.Heartbeat(tr.ID, l.owner, l.reached-10))
-		must(s.AddMetrics(tr.ID, []Metric{{l.reached, "loss", 1}}))
 		if l.end != "" {
-			must(s.Finish(tr.ID, l.owner, l.end, ""))
+			must(s.Finish(tr.ID, l.owner, l.end, "", l.reached))
 		} else {
 			_, err := s.Exec(`UPDATE trials SET heartbeat_at = 1 WHERE id = ?`, tr.ID) // the process died
 			must(err)
@@ -365,18 +377,29 @@ func testAttempts(t *testing.T, db string) {
 	if commit != "cccccccccc" {
 		t.Errorf("trials.git_commit %q, want the last attempt's", commit)
 	}
-	// Provenance set twice in one attempt (a worker that re-records it) updates that attempt's row.
-	must(s.SetProvenance(1, Provenance{GitCommit: "dddddddddd"}))
-	if as, _ := s.Attempts(1); len(as) != 3 || as[2].GitCommit != "dddddddddd" {
-		t.Errorf("re-recorded provenance: %+v", as)
+	// A finished trial takes no more provenance.
+	if err := s.SetProvenance(1, legs[2].owner, 3, Provenance{GitCommit: "dddddddddd"}); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("provenance on a done trial: %v, want ErrNotOwner", err)
+	}
+	// An attempt that reported no step ends with an unknown end step.
+	sw2, err := s.AddSweep("sw2", "y.toml", []NewTrial{{Hash: "00000000000000ff", Name: "u", Spec: "{}"}})
+	must(err)
+	tr, err := s.Claim(context.Background(), sw2, "d:4/w0", time.Minute)
+	must(err)
+	must(s.SetProvenance(tr.ID, "d:4/w0", tr.Attempts, Provenance{GitCommit: "eeee"}))
+	must(s.Finish(tr.ID, "d:4/w0", Failed, "bad spec", -1))
+	if as, _ := s.Attempts(tr.ID); len(as) != 1 || as[0].EndStep != -1 || as[0].FromStep != -1 || as[0].Outcome != "failed" {
+		t.Errorf("an attempt that failed before training: %+v", as)
 	}
 }
 
 // A database written before the attempts table (schema 5) gets one attempt per claimed trial, its last,
-// with the trial's provenance and an unknown start step; unclaimed trials get none.
+// with the trial's provenance: its end the later of its heartbeat step and its last metric, an interrupted
+// trial's outcome "interrupted", its start step 0 when it was the only attempt and unknown otherwise.
+// Unclaimed trials get none.
 func testAttemptsMigration(t *testing.T, db string) {
 	s := openT(t, db)
-	sweepOf(t, s, 2)
+	sweepOf(t, s, 4)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -387,17 +410,39 @@ func testAttemptsMigration(t *testing.T, db string) {
 	must(err)
 	_, err = s.Exec(`DELETE FROM schema_version WHERE version = 6`)
 	must(err)
-	_, err = s.Exec(`UPDATE trials SET state = 'done', attempts = 2, step = 10000, finished_at = 5, git_commit = 'f7e13e8', git_dirty = 0, host = 'vm', backend = 'ort' WHERE id = 1`)
-	must(err)
+	for _, q := range []string{
+		// done in two attempts; its heartbeat step was never written (0), its metrics reach 10000
+		`UPDATE trials SET state = 'done', attempts = 2, step = 0, finished_at = 5, git_commit = 'f7e13e8', git_dirty = 0, host = 'vm', backend = 'ort' WHERE id = 1`,
+		`INSERT INTO metrics (trial_id, step, name, value) VALUES (1, 9990, 'loss', 1), (1, 10000, 'loss', 1)`,
+		// interrupted in its only attempt at step 2000 (heartbeat later than its last metric)
+		`UPDATE trials SET state = 'pending', error = 'interrupted', attempts = 1, step = 2000, started_at = 3, git_commit = '015d6d2', git_dirty = 0 WHERE id = 2`,
+		`INSERT INTO metrics (trial_id, step, name, value) VALUES (2, 1990, 'loss', 1)`,
+		// running (or killed) in its first attempt: nothing known of its end
+		`UPDATE trials SET state = 'running', attempts = 1, step = 13, git_commit = '015d6d2', git_dirty = 0 WHERE id = 3`,
+	} {
+		_, err := s.Exec(q)
+		must(err)
+	}
 	s.Close()
 	s = openT(t, db)
-	as, err := s.Attempts(1)
-	must(err)
-	if len(as) != 1 || as[0].Attempt != 2 || as[0].FromStep != -1 || as[0].EndStep != 10000 || as[0].Outcome != "done" ||
-		as[0].GitCommit != "f7e13e8" || as[0].Host != "vm" || as[0].EndedAt != 5 {
-		t.Errorf("migrated attempts of trial 1: %+v", as)
+	for _, c := range []struct {
+		id                 int64
+		attempt, from, end int
+		outcome, commit    string
+		started, ended     float64
+	}{
+		{1, 2, -1, 10000, "done", "f7e13e8", 0, 5},
+		{2, 1, 0, 2000, "interrupted", "015d6d2", 3, 0},
+		{3, 1, 0, -1, "", "015d6d2", 0, 0},
+	} {
+		as, err := s.Attempts(c.id)
+		must(err)
+		if len(as) != 1 || as[0].Attempt != c.attempt || as[0].FromStep != c.from || as[0].EndStep != c.end || as[0].Outcome != c.outcome ||
+			as[0].GitCommit != c.commit || as[0].StartedAt != c.started || as[0].EndedAt != c.ended {
+			t.Errorf("migrated attempts of trial %d: %+v, want %+v", c.id, as, c)
+		}
 	}
-	if as, err := s.Attempts(2); err != nil || len(as) != 0 {
-		t.Errorf("unclaimed trial 2 has attempts %+v (%v)", as, err)
+	if as, err := s.Attempts(4); err != nil || len(as) != 0 {
+		t.Errorf("unclaimed trial 4 has attempts %+v (%v)", as, err)
 	}
 }
