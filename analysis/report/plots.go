@@ -62,7 +62,31 @@ func lineChart(path, title, xl, yl string, cs []curve) error {
 		p.Add(l)
 		p.Legend.Add(c.name, l)
 	}
+	legendHeadroom(p, cs)
 	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+}
+
+// legendHeadroom raises the y axis's top so that the legend (top right, one row per curve) sits above the
+// data instead of over it: without it a reference line's legend entry was drawn across the curves, looking
+// like a line at that height.
+func legendHeadroom(p *plot.Plot, cs []curve) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, c := range cs {
+		for j := range c.x {
+			lo, hi = math.Min(lo, c.mean[j]-c.std[j]), math.Max(hi, c.mean[j]+c.std[j])
+		}
+	}
+	if math.IsInf(lo, 0) || math.IsNaN(lo) || math.IsNaN(hi) {
+		return
+	}
+	span := hi - lo
+	if span <= 0 {
+		span = math.Max(math.Abs(hi), 1) * 0.1
+	}
+	// A legend row takes about 1/18 of the 4-inch plot's data area; leave that much per row, plus a margin.
+	frac := math.Min(0.6, (float64(len(cs))+0.5)/18)
+	p.Y.Min = lo - 0.03*span
+	p.Y.Max = hi + span*frac/(1-frac)
 }
 
 func hasSpread(s []float64) bool {
