@@ -36,6 +36,30 @@ type Env struct {
 	specs    map[string]*spec.Resolved
 	refLocks map[string]*sync.Mutex // one per reference-row key: trials of one process compute a reference once
 	names    map[int64]string       // trial ID -> short display name (framework/labels), for logs and live lines
+
+	// head is the working directory's git commit when the environment was made (the process started):
+	// the provenance of a binary without a VCS stamp (go run, GOFLAGS=-buildvcs=false). Taken once, so
+	// that commits made while a long sweep runs are not attributed to its later trials.
+	head workTree
+}
+
+// workTree is a git working tree's HEAD and whether tracked files differ from it.
+type workTree struct {
+	rev   string
+	dirty bool
+}
+
+// headOf reads the git HEAD and status of the current directory ("" outside a repository).
+func headOf() workTree {
+	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		return workTree{}
+	}
+	w := workTree{rev: strings.TrimSpace(string(out))}
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
+		w.dirty = len(strings.TrimSpace(string(st))) > 0
+	}
+	return w
 }
 
 // NameTrials gives the trials of a sweep the short names the status and the report use ("cae pixel
@@ -70,8 +94,12 @@ func (e *Env) displayName(t *store.Trial) string {
 
 // NewEnv makes an environment.
 func NewEnv(be compute.Backend, backendName, runsDir string, log io.Writer) *Env {
-	return &Env{Backend: be, BackendName: backendName, RunsDir: runsDir, CacheDir: filepath.Join(runsDir, "cache"), Log: log,
+	e := &Env{Backend: be, BackendName: backendName, RunsDir: runsDir, CacheDir: filepath.Join(runsDir, "cache"), Log: log,
 		datasets: map[string]*data.Dataset{}, specs: map[string]*spec.Resolved{}}
+	if _, _, stamped := vcsOf(debug.ReadBuildInfo()); !stamped {
+		e.head = headOf()
+	}
+	return e
 }
 
 // AddSpec makes a resolved trial known to the environment (the runner gives jobs only the trial row).
@@ -182,11 +210,8 @@ func (e *Env) Provenance() store.Provenance {
 		// The commit the binary was built from: the working tree may have moved on since (a long sweep
 		// from a built binary while the code is edited).
 		p.GitCommit, p.GitDirty = rev, dirty
-	} else if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil { // go run: no stamp
-		p.GitCommit = strings.TrimSpace(string(out))
-		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
-			p.GitDirty = len(strings.TrimSpace(string(st))) > 0
-		}
+	} else { // go run, -buildvcs=false: the working tree as it was when this process started
+		p.GitCommit, p.GitDirty = e.head.rev, e.head.dirty
 	}
 	if haveBI {
 		var mods []string

@@ -1,7 +1,12 @@
 package experiment
 
 import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"testing"
 )
 
@@ -23,5 +28,41 @@ func TestVCSOf(t *testing.T) {
 		if rev != c.rev || dirty != c.dirty || ok != c.ok {
 			t.Errorf("%s: got (%q, %v, %v), want (%q, %v, %v)", c.name, rev, dirty, ok, c.rev, c.dirty, c.ok)
 		}
+	}
+}
+
+// Without a VCS stamp, a trial's commit is the working tree's HEAD when the process started: commits made
+// while a long sweep runs belong to later processes, not to the trials this one starts after them.
+func TestUnstampedProvenanceIsTheHeadAtStart(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		c := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"}, args...)...)
+		c.Dir = dir
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	os.WriteFile(filepath.Join(dir, "a"), []byte("1"), 0o644)
+	git("add", "a")
+	git("commit", "-qm", "first")
+	first := git("rev-parse", "HEAD")
+	t.Chdir(dir)
+	e := NewEnv(nil, "go", t.TempDir(), io.Discard)
+	os.WriteFile(filepath.Join(dir, "a"), []byte("2"), 0o644)
+	git("commit", "-qam", "second")
+	if p := e.Provenance(); p.GitCommit != first || p.GitDirty {
+		t.Errorf("provenance %q dirty=%v, want the HEAD at start %q, clean", p.GitCommit, p.GitDirty, first)
+	}
+	// A tree with uncommitted changes at start is dirty.
+	os.WriteFile(filepath.Join(dir, "a"), []byte("3"), 0o644)
+	if p := NewEnv(nil, "go", t.TempDir(), io.Discard).Provenance(); p.GitCommit != git("rev-parse", "HEAD") || !p.GitDirty {
+		t.Errorf("provenance of a dirty tree: %+v", p)
 	}
 }
