@@ -276,3 +276,12 @@ func TestLinearProbeReportsConvergence(t *testing.T) {
 		})
 	}
 }
+
+// Features L-BFGS cannot start from (a NaN) are an error, not a chance-level accuracy.
+func TestLinearProbeRejectsUnusableFeatures(t *testing.T) {
+	train, test := separable(2, 200, 8, 4, false)
+	train.X[3] = float32(math.NaN())
+	if fit, err := LinearProbe(train, test, 1e-4, 50); err == nil {
+		t.Fatalf("NaN features gave %+v, want an error", fit)
+	}
+}

@@ -22,11 +22,26 @@ type LinearFit struct {
 	Top1       float64
 	Iterations int     // L-BFGS major iterations
 	GradNorm   float64 // the infinity norm of the objective's gradient where it stopped
-	// Converged says L-BFGS stopped on its own criteria (gradient norm under 1e-6, or no further
-	// progress), not at the iteration limit: an unconverged probe's accuracy may still move with more
-	// iterations.
+	// Converged says L-BFGS stopped on its convergence criteria (gradient norm under 1e-6, or the loss no
+	// longer changing), not at the iteration limit or on a failure: an unconverged probe's accuracy may
+	// still move with more iterations.
 	Converged bool
-	Status    string // gonum's optimize.Status
+	// Failure is why L-BFGS stopped early without converging (its line search made no progress, say); ""
+	// when it converged or reached the limit.
+	Failure string
+	Status  string // gonum's optimize.Status
+}
+
+// Outcome is the fit's ending as one number (evals metric lbfgs_converged): 1 converged, 0 stopped at the
+// iteration limit, -1 stopped by a failure.
+func (f LinearFit) Outcome() float64 {
+	switch {
+	case f.Converged:
+		return 1
+	case f.Failure != "":
+		return -1
+	}
+	return 0
 }
 
 // LinearProbe is Linear with the optimiser's account of the fit.
@@ -52,6 +67,12 @@ func LinearProbe(train, test Features, l2 float64, maxIter int) (LinearFit, erro
 		return LinearFit{}, fmt.Errorf("linear probe: %w", err)
 	}
 	fit := LinearFit{Iterations: res.MajorIterations, Status: res.Status.String(), Converged: res.Status != optimize.IterationLimit && err == nil}
+	if err != nil {
+		if res.MajorIterations <= 1 { // nothing fitted: the features are not usable (NaN, infinite)
+			return LinearFit{}, fmt.Errorf("linear probe: L-BFGS failed at its start: %w", err)
+		}
+		fit.Failure = err.Error()
+	}
 	if res.Gradient != nil {
 		fit.GradNorm = floats.Norm(res.Gradient, math.Inf(1))
 	}

@@ -37,9 +37,9 @@ type Env struct {
 	refLocks map[string]*sync.Mutex // one per reference-row key: trials of one process compute a reference once
 	names    map[int64]string       // trial ID -> short display name (framework/labels), for logs and live lines
 
-	// head is the working directory's git commit when the environment was made (the process started):
-	// the provenance of a binary without a VCS stamp (go run, GOFLAGS=-buildvcs=false). Taken once, so
-	// that commits made while a long sweep runs are not attributed to its later trials.
+	// head is the working directory's git commit when the process started (StartHead): the provenance
+	// of a binary without a VCS stamp (go run, GOFLAGS=-buildvcs=false). Taken once, so that commits made
+	// while a long sweep runs are not attributed to its later trials.
 	head workTree
 }
 
@@ -48,6 +48,11 @@ type workTree struct {
 	rev   string
 	dirty bool
 }
+
+// StartHead is the working tree's HEAD and status as the process first asked for it: a command calls it
+// when it starts (cmd/sweep's main), so that every Env made later, possibly hours later for the last spec
+// of a `sweep run a.toml b.toml`, records the commit the process was started at.
+var StartHead = sync.OnceValue(headOf)
 
 // headOf reads the git HEAD and status of the current directory ("" outside a repository).
 func headOf() workTree {
@@ -97,7 +102,7 @@ func NewEnv(be compute.Backend, backendName, runsDir string, log io.Writer) *Env
 	e := &Env{Backend: be, BackendName: backendName, RunsDir: runsDir, CacheDir: filepath.Join(runsDir, "cache"), Log: log,
 		datasets: map[string]*data.Dataset{}, specs: map[string]*spec.Resolved{}}
 	if _, _, stamped := vcsOf(debug.ReadBuildInfo()); !stamped {
-		e.head = headOf()
+		e.head = StartHead()
 	}
 	return e
 }

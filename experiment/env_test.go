@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -54,14 +55,20 @@ func TestUnstampedProvenanceIsTheHeadAtStart(t *testing.T) {
 	git("commit", "-qm", "first")
 	first := git("rev-parse", "HEAD")
 	t.Chdir(dir)
+	StartHead = sync.OnceValue(headOf) // this test's process "starts" here
 	e := NewEnv(nil, "go", t.TempDir(), io.Discard)
 	os.WriteFile(filepath.Join(dir, "a"), []byte("2"), 0o644)
 	git("commit", "-qam", "second")
 	if p := e.Provenance(); p.GitCommit != first || p.GitDirty {
 		t.Errorf("provenance %q dirty=%v, want the HEAD at start %q, clean", p.GitCommit, p.GitDirty, first)
 	}
+	// An Env made after the commit (a later spec of the same `sweep run`) has the same start.
+	if p := NewEnv(nil, "go", t.TempDir(), io.Discard).Provenance(); p.GitCommit != first {
+		t.Errorf("a later Env's provenance %q, want the HEAD at start %q", p.GitCommit, first)
+	}
 	// A tree with uncommitted changes at start is dirty.
 	os.WriteFile(filepath.Join(dir, "a"), []byte("3"), 0o644)
+	StartHead = sync.OnceValue(headOf)
 	if p := NewEnv(nil, "go", t.TempDir(), io.Discard).Provenance(); p.GitCommit != git("rev-parse", "HEAD") || !p.GitDirty {
 		t.Errorf("provenance of a dirty tree: %+v", p)
 	}

@@ -172,21 +172,21 @@ type metricValue struct {
 }
 
 // linearMetrics are the evals rows that say how a linear probe's L-BFGS ended: its iterations, the
-// gradient's infinity norm where it stopped, and 1 if it converged before the iteration limit (else 0).
+// gradient's infinity norm where it stopped, and lbfgs_converged: 1 converged, 0 stopped at the iteration
+// limit, -1 stopped by a failure (eval.LinearFit.Outcome).
 func linearMetrics(fit eval.LinearFit) []metricValue {
-	conv := 0.0
-	if fit.Converged {
-		conv = 1
-	}
-	return []metricValue{{"lbfgs_iterations", float64(fit.Iterations)}, {"lbfgs_grad_norm", fit.GradNorm}, {"lbfgs_converged", conv}}
+	return []metricValue{{"lbfgs_iterations", float64(fit.Iterations)}, {"lbfgs_grad_norm", fit.GradNorm}, {"lbfgs_converged", fit.Outcome()}}
 }
 
 // linearNote is the log's account of a linear probe's optimisation.
 func linearNote(fit eval.LinearFit) string {
-	if fit.Converged {
+	switch {
+	case fit.Converged:
 		return fmt.Sprintf("; L-BFGS converged in %d iterations", fit.Iterations)
+	case fit.Failure != "":
+		return fmt.Sprintf("; L-BFGS stopped after %d iterations, unconverged (gradient norm %.1e): %s", fit.Iterations, fit.GradNorm, fit.Failure)
 	}
-	return fmt.Sprintf("; L-BFGS stopped at its limit of %d iterations, gradient norm %.1e", fit.Iterations, fit.GradNorm)
+	return fmt.Sprintf("; L-BFGS stopped at its limit of %d iterations, unconverged (gradient norm %.1e)", fit.Iterations, fit.GradNorm)
 }
 
 // baselineEval is the part of [eval] a reference row depends on, with the field names and order eval.Config

@@ -42,9 +42,10 @@ type StatusReport struct {
 	Leases     []store.Lease // the running trials' owners and heartbeats
 	Counts     map[string]int
 	References []Reference
-	// LinearFits and LinearUnconverged count the linear-probe readings (every step, every trial) that
-	// recorded how their L-BFGS ended, and those of them that stopped at the iteration limit.
-	LinearFits, LinearUnconverged int
+	// LinearFits counts the trials' linear-probe readings (every step) that recorded how their L-BFGS
+	// ended; LinearAtLimit those that stopped at the iteration limit, LinearFailed those stopped by a
+	// failure (both unconverged).
+	LinearFits, LinearAtLimit, LinearFailed int
 }
 
 // Readings are the reading names (linear, knn_mean, finetune_100, ...) any trial has a top-1 for, in column
@@ -81,8 +82,11 @@ func (r *StatusReport) countLinear(byProto map[string]map[string]float64) {
 	for _, m := range byProto {
 		if c, ok := m["lbfgs_converged"]; ok {
 			r.LinearFits++
-			if c == 0 {
-				r.LinearUnconverged++
+			switch {
+			case c == 0:
+				r.LinearAtLimit++
+			case c < 0:
+				r.LinearFailed++
 			}
 		}
 	}

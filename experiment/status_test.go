@@ -34,7 +34,8 @@ func TestAttemptsLine(t *testing.T) {
 	}
 }
 
-// Status counts the linear readings that stopped at L-BFGS's iteration limit, along training and final.
+// Status counts the linear readings that stopped unconverged (at L-BFGS's iteration limit, or by a
+// failure), along training and final.
 func TestStatusCountsUnconvergedLinearProbes(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "r.db"))
 	if err != nil {
@@ -49,7 +50,7 @@ func TestStatusCountsUnconvergedLinearProbes(t *testing.T) {
 		protocol string
 		conv     float64
 	}{
-		{600, "linear", 0}, {600, "linear_mean", 1}, {store.Final, "linear", 0}, {store.Final, "linear_mean", 1},
+		{600, "linear", 0}, {600, "linear_mean", 1}, {store.Final, "linear", 0}, {store.Final, "linear_mean", -1},
 	} {
 		if err := st.SetEvalAt(1, e.step, e.protocol, "lbfgs_converged", e.conv); err != nil {
 			t.Fatal(err)
@@ -65,7 +66,7 @@ func TestStatusCountsUnconvergedLinearProbes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.LinearFits != 4 || r.LinearUnconverged != 2 {
-		t.Errorf("%d linear fits, %d unconverged; want 4 and 2", r.LinearFits, r.LinearUnconverged)
+	if r.LinearFits != 4 || r.LinearAtLimit != 2 || r.LinearFailed != 1 {
+		t.Errorf("%d linear fits, %d at the limit, %d failed; want 4, 2 and 1", r.LinearFits, r.LinearAtLimit, r.LinearFailed)
 	}
 }

@@ -73,7 +73,11 @@ func legendHeadroom(p *plot.Plot, cs []curve) {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, c := range cs {
 		for j := range c.x {
-			lo, hi = math.Min(lo, c.mean[j]-c.std[j]), math.Max(hi, c.mean[j]+c.std[j])
+			sd := 0.0
+			if j < len(c.std) {
+				sd = c.std[j]
+			}
+			lo, hi = math.Min(lo, c.mean[j]-sd), math.Max(hi, c.mean[j]+sd)
 		}
 	}
 	if math.IsInf(lo, 0) || math.IsNaN(lo) || math.IsNaN(hi) {

@@ -66,6 +66,7 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+	experiment.StartHead() // provenance of an unstamped binary: the commit at start, not when a trial starts
 	var err error
 	switch os.Args[1] {
 	case "run":
@@ -420,8 +421,9 @@ func cmdStatus(args []string) error {
 		}
 	}
 	fmt.Println(r.Summary())
-	if r.LinearUnconverged > 0 {
-		fmt.Printf("linear probes: %d of %d readings stopped at L-BFGS's iteration limit (eval.linear_max_iter) before converging: their accuracy may still move with more iterations (evals metric lbfgs_converged = 0)\n", r.LinearUnconverged, r.LinearFits)
+	if r.LinearAtLimit+r.LinearFailed > 0 {
+		fmt.Printf("linear probes: %d of the trials' %d readings stopped unconverged (%d at L-BFGS's iteration limit eval.linear_max_iter, %d by a failure of its line search): their accuracy may still move (evals metric lbfgs_converged 0 or -1; the reference rows' are in baselines)\n",
+			r.LinearAtLimit+r.LinearFailed, r.LinearFits, r.LinearAtLimit, r.LinearFailed)
 	}
 	if len(r.Leases) > 0 {
 		fmt.Println("running (lease renewed by each heartbeat; expired after 6 missed heartbeats):")

@@ -137,7 +137,7 @@ func cmdSubmit(args []string) error {
 		return err
 	}
 	if strings.Contains(bin, string(filepath.Separator)+"go-build") {
-		fmt.Fprintf(os.Stderr, "sweep submit: this binary (%s) is a `go run` temporary that the nodes will not find: build one on the shared file system (go build -o /shared/bin/sweep ./cmd/sweep) and submit with it\n", bin)
+		fmt.Fprintf(os.Stderr, "sweep submit: this binary (%s) is a `go run` temporary that the nodes will not find: build one on the shared file system (go build -buildvcs=true -o /shared/bin/sweep ./cmd/sweep: the flag stamps the commit into it for the trials' provenance) and submit with it\n", bin)
 	}
 	dbArg := *db
 	if !store.IsURL(dbArg) {
