@@ -270,10 +270,17 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 			todo = append(todo, r)
 		}
 	}
-	alive := func() { rec.Progress(max(step, 0)) }
-	if step != store.Final {
-		alive = func() { rec.Progress(step) }
+	// The step the encoder was read at feeds the heartbeat (and the attempt's end step): the final
+	// evaluation reads the trained encoder, at the last training step (it used to report step 0).
+	at := step
+	if step == store.Final {
+		total, err := t.TotalSteps()
+		if err != nil {
+			return err
+		}
+		at = total
 	}
+	alive := func() { rec.Progress(at) }
 	if len(todo) > 0 {
 		at := "the trained encoder"
 		if step != store.Final {

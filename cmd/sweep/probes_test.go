@@ -94,6 +94,14 @@ baselines = true`, 1)
 	if refRows != 3 {
 		t.Errorf("the random-init linear reference has %d lbfgs rows, want 3", refRows)
 	}
+	// The resumed attempt ends at the last training step: the final evaluation (fine-tuning reports it is
+	// alive) reads the trained encoder, at step 40, and used to report step 0.
+	var endStep, fromStep int
+	var outcome string
+	d.QueryRow(`SELECT COALESCE(from_step, -1), COALESCE(end_step, -1), COALESCE(outcome, '') FROM attempts WHERE trial_id = 1 ORDER BY attempt DESC LIMIT 1`).Scan(&fromStep, &endStep, &outcome)
+	if endStep != 40 || outcome != "done" || fromStep < 20 || fromStep > 30 {
+		t.Errorf("trial 1's last attempt: from step %d to %d, %q; want from its checkpoint (20-30) to 40, done", fromStep, endStep, outcome)
+	}
 	var other int
 	d.QueryRow(`SELECT COUNT(*) FROM evals WHERE step NOT IN (10, 20, 30, -1)`).Scan(&other)
 	if other != 0 {
