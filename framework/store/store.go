@@ -616,7 +616,7 @@ type Attempt struct {
 	StartedAt float64 // Unix seconds; 0 when unknown (attempts recorded before the attempts table)
 	FromStep  int     // -1 when unknown
 	EndedAt   float64 // 0 while running, or when the process died
-	EndStep   int     // the last step it reported; -1 when it did not end cleanly
+	EndStep   int     // the last step it reached; -1 when unknown (it did not end cleanly, or reported none)
 	Outcome   string  // done, failed, interrupted; "" while running or when the process died
 	Provenance
 }
