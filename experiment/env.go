@@ -37,7 +37,7 @@ type Env struct {
 	refLocks map[string]*sync.Mutex // one per reference-row key: trials of one process compute a reference once
 	names    map[int64]string       // trial ID -> short display name (framework/labels), for logs and live lines
 
-	// head is the working directory's git commit when the process started (StartHead): the provenance
+	// head is the working directory's git commit when the process started (RecordStartHead): the provenance
 	// of a binary without a VCS stamp (go run, GOFLAGS=-buildvcs=false). Taken once, so that commits made
 	// while a long sweep runs are not attributed to its later trials.
 	head workTree
@@ -49,10 +49,13 @@ type workTree struct {
 	dirty bool
 }
 
-// StartHead is the working tree's HEAD and status as the process first asked for it: a command calls it
-// when it starts (cmd/sweep's main), so that every Env made later, possibly hours later for the last spec
-// of a `sweep run a.toml b.toml`, records the commit the process was started at.
-var StartHead = sync.OnceValue(headOf)
+// startHead is the working tree's HEAD and status as the process first asked for it (RecordStartHead).
+var startHead = sync.OnceValue(headOf)
+
+// RecordStartHead takes the working tree's HEAD and status now, once per process: a command calls it when
+// it starts (cmd/sweep's main), so that every Env made later, possibly hours later for the last spec of a
+// `sweep run a.toml b.toml`, records the commit the process was started at.
+func RecordStartHead() { startHead() }
 
 // headOf reads the git HEAD and status of the current directory ("" outside a repository).
 func headOf() workTree {
@@ -102,7 +105,7 @@ func NewEnv(be compute.Backend, backendName, runsDir string, log io.Writer) *Env
 	e := &Env{Backend: be, BackendName: backendName, RunsDir: runsDir, CacheDir: filepath.Join(runsDir, "cache"), Log: log,
 		datasets: map[string]*data.Dataset{}, specs: map[string]*spec.Resolved{}}
 	if _, _, stamped := vcsOf(debug.ReadBuildInfo()); !stamped {
-		e.head = StartHead()
+		e.head = startHead()
 	}
 	return e
 }

@@ -55,7 +55,7 @@ func TestUnstampedProvenanceIsTheHeadAtStart(t *testing.T) {
 	git("commit", "-qm", "first")
 	first := git("rev-parse", "HEAD")
 	t.Chdir(dir)
-	StartHead = sync.OnceValue(headOf) // this test's process "starts" here
+	startHead = sync.OnceValue(headOf) // this test's process "starts" here
 	e := NewEnv(nil, "go", t.TempDir(), io.Discard)
 	os.WriteFile(filepath.Join(dir, "a"), []byte("2"), 0o644)
 	git("commit", "-qam", "second")
@@ -68,7 +68,7 @@ func TestUnstampedProvenanceIsTheHeadAtStart(t *testing.T) {
 	}
 	// A tree with uncommitted changes at start is dirty.
 	os.WriteFile(filepath.Join(dir, "a"), []byte("3"), 0o644)
-	StartHead = sync.OnceValue(headOf)
+	startHead = sync.OnceValue(headOf)
 	if p := NewEnv(nil, "go", t.TempDir(), io.Discard).Provenance(); p.GitCommit != git("rev-parse", "HEAD") || !p.GitDirty {
 		t.Errorf("provenance of a dirty tree: %+v", p)
 	}

@@ -66,7 +66,7 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	experiment.StartHead() // provenance of an unstamped binary: the commit at start, not when a trial starts
+	experiment.RecordStartHead() // provenance of an unstamped binary: the commit at start, not when a trial starts
 	var err error
 	switch os.Args[1] {
 	case "run":
