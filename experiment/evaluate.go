@@ -141,9 +141,7 @@ func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*ten
 		note := ""
 		switch r.Protocol {
 		case "linear":
-			var fit eval.LinearFit
-			fit, err = eval.LinearProbe(ftr.Get(r.Feature), fte.Get(r.Feature), ec.LinearL2, ec.LinearMaxIter)
-			acc, extra, note = fit.Top1, linearMetrics(fit), linearNote(fit)
+			acc, extra, note, err = linearReading(ftr.Get(r.Feature), fte.Get(r.Feature), ec)
 		case "knn":
 			acc, err = eval.KNN(ftr.Get(r.Feature), fte.Get(r.Feature), ec.KNNK, ec.KNNTemperature)
 		case "attentive":
@@ -154,6 +152,9 @@ func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*ten
 		}
 		if err != nil {
 			return fmt.Errorf("eval %s: %w", r.Name, err)
+		}
+		if note != "" {
+			note = "; " + note
 		}
 		fmt.Fprintf(t.env.Log, "  %s: top-1 %.4f (%.1fs%s)\n", r.Name, acc, time.Since(start).Seconds(), note)
 		for _, m := range append(extra, metricValue{"top1", acc}) {
@@ -171,22 +172,25 @@ type metricValue struct {
 	v      float64
 }
 
-// linearMetrics are the evals rows that say how a linear probe's L-BFGS ended: its iterations, the
-// gradient's infinity norm where it stopped, and lbfgs_converged: 1 converged, 0 stopped at the iteration
-// limit, -1 stopped by a failure (eval.LinearFit.Outcome).
-func linearMetrics(fit eval.LinearFit) []metricValue {
-	return []metricValue{{"lbfgs_iterations", float64(fit.Iterations)}, {"lbfgs_grad_norm", fit.GradNorm}, {"lbfgs_converged", fit.Outcome()}}
-}
-
-// linearNote is the log's account of a linear probe's optimisation.
-func linearNote(fit eval.LinearFit) string {
+// linearReading fits a linear probe. Beside its top-1 it returns the evals rows that say how L-BFGS ended
+// (lbfgs_iterations; lbfgs_grad_norm, the gradient's infinity norm where it stopped; lbfgs_converged, 1
+// converged, 0 stopped at the iteration limit, -1 stopped by a failure) and the log's account of the fit.
+func linearReading(train, test eval.Features, ec *eval.Config) (float64, []metricValue, string, error) {
+	fit, err := eval.LinearProbe(train, test, ec.LinearL2, ec.LinearMaxIter)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	ms := []metricValue{{"lbfgs_iterations", float64(fit.Iterations)}, {"lbfgs_grad_norm", fit.GradNorm}, {"lbfgs_converged", fit.Outcome()}}
+	var note string
 	switch {
 	case fit.Converged:
-		return fmt.Sprintf("; L-BFGS converged in %d iterations", fit.Iterations)
+		note = fmt.Sprintf("L-BFGS converged in %d iterations", fit.Iterations)
 	case fit.Failure != "":
-		return fmt.Sprintf("; L-BFGS stopped after %d iterations, unconverged (gradient norm %.1e): %s", fit.Iterations, fit.GradNorm, fit.Failure)
+		note = fmt.Sprintf("L-BFGS stopped after %d iterations, unconverged (gradient norm %.1e): %s", fit.Iterations, fit.GradNorm, fit.Failure)
+	default:
+		note = fmt.Sprintf("L-BFGS stopped at its limit of %d iterations, unconverged (gradient norm %.1e)", fit.Iterations, fit.GradNorm)
 	}
-	return fmt.Sprintf("; L-BFGS stopped at its limit of %d iterations, unconverged (gradient norm %.1e)", fit.Iterations, fit.GradNorm)
+	return fit.Top1, ms, note, nil
 }
 
 // baselineEval is the part of [eval] a reference row depends on, with the field names and order eval.Config
@@ -272,15 +276,15 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 	}
 	// The step the encoder was read at feeds the heartbeat (and the attempt's end step): the final
 	// evaluation reads the trained encoder, at the last training step (it used to report step 0).
-	at := step
+	readAt := step
 	if step == store.Final {
 		total, err := t.TotalSteps()
 		if err != nil {
 			return err
 		}
-		at = total
+		readAt = total
 	}
-	alive := func() { rec.Progress(at) }
+	alive := func() { rec.Progress(readAt) }
 	if len(todo) > 0 {
 		at := "the trained encoder"
 		if step != store.Final {
@@ -369,9 +373,8 @@ func (t *Trial) rawReference(s *store.Store, rawKey string) error {
 		var extra []metricValue
 		note := ""
 		if r.Protocol == "linear" {
-			var fit eval.LinearFit
-			fit, err = eval.LinearProbe(ftr, fte, ec.LinearL2, ec.LinearMaxIter)
-			acc, extra, note = fit.Top1, linearMetrics(fit), " ("+strings.TrimPrefix(linearNote(fit), "; ")+")"
+			acc, extra, note, err = linearReading(ftr, fte, ec)
+			note = " (" + note + ")"
 		} else {
 			acc, err = eval.KNN(ftr, fte, ec.KNNK, ec.KNNTemperature)
 		}
