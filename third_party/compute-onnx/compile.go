@@ -163,11 +163,35 @@ func (b *Builder) Compile() (compute.Executable, error) {
 		inputShapes = []shapes.Shape{dummyShape}
 	}
 
-	// Create outputs list for ONNX graph
+	// Create outputs list for ONNX graph.
+	//
+	// mimlab: an output that is not the result of a computing node (a graph input passed straight through, a
+	// constant) or that repeats another output gets an Identity node of its own. The executable pre-allocates
+	// one buffer per output and ONNX Runtime does not write into a pre-allocated buffer whose name is a graph
+	// input, an initializer or an earlier output: that output came back as whatever the recycled buffer held
+	// (nn.TestPassThroughOutputs; an SGD step returned garbage second moments).
+	passThrough := map[string]bool{}
+	for _, p := range mainFn.params {
+		passThrough[p.name] = true
+	}
+	for _, n := range mainFn.nodes {
+		if n.opType == "Constant" {
+			passThrough[n.name] = true
+		}
+	}
+	var identityNodes []*onnx.NodeProto
+	seenOutput := map[string]bool{}
 	outputs := make([]*onnx.ValueInfoProto, 0, len(mainFn.returns))
 	outputNames := make([]string, len(mainFn.returns))
 	outputShapes := make([]shapes.Shape, len(mainFn.returns))
 	for i, r := range mainFn.returns {
+		name := r.name
+		if passThrough[name] || seenOutput[name] {
+			fresh := fmt.Sprintf("%s__mimlab_out%d", name, i)
+			identityNodes = append(identityNodes, &onnx.NodeProto{Input: []string{name}, Output: []string{fresh}, OpType: "Identity"})
+			name = fresh
+		}
+		seenOutput[name] = true
 		onnxType := &onnx.TypeProto{
 			Value: &onnx.TypeProto_TensorType{
 				TensorType: &onnx.TypeProto_Tensor{
@@ -177,10 +201,10 @@ func (b *Builder) Compile() (compute.Executable, error) {
 			},
 		}
 		outputs = append(outputs, &onnx.ValueInfoProto{
-			Name: r.name,
+			Name: name,
 			Type: onnxType,
 		})
-		outputNames[i] = r.name
+		outputNames[i] = name
 		outputShapes[i] = r.shape
 	}
 
@@ -218,6 +242,8 @@ func (b *Builder) Compile() (compute.Executable, error) {
 		}
 		onnxNodes = append(onnxNodes, nodeProto)
 	}
+
+	onnxNodes = append(onnxNodes, identityNodes...)
 
 	graph := &onnx.GraphProto{
 		Name:        b.name,
