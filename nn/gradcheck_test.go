@@ -151,7 +151,7 @@ func checkGradient(t *testing.T, backend compute.Backend, tc gradCase) {
 		t.Fatal(err)
 	}
 	params := randomizeParams(ps, 3)
-	rands := ps.DrawRands(dtypes.Float64, 5, 1)
+	rands := ps.PerStep(dtypes.Float64, 5, 0, 1)
 	gradProg, err := Compile(backend, ps, dtypes.Float64, true, dataShapes, func(s Scope, data []*Node) []*Node {
 		loss := lossFn(s, data)[0]
 		wrt := append([]*Node{}, s.b.nodes...)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"strings"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -52,13 +53,15 @@ func DefaultAdamW() Optimizer {
 type LossFn func(s Scope, data []*Node) (loss *Node, metrics []*Node)
 
 // Trainer owns a model's parameters and optimiser state and runs compiled training steps. The whole step
-// (forward, backward, clipping, AdamW) is one graph, so parameters and moments stay with the engine.
+// (forward, backward, clipping, AdamW, the EMA copies' update) is one graph, so parameters and moments stay
+// with the engine. M and V have an entry per parameter; an EMA copy's stay zero (it has no optimiser state).
 type Trainer struct {
 	Set    *ParamSet
 	Opt    Optimizer
 	Params []*tensors.Tensor
 	M, V   []*tensors.Tensor
 	Step   int // number of steps taken
+	Total  int // the run's steps: the scheduled values (EMA momenta) follow Step / Total
 	Seed   uint64
 	// LRScale, when set before the first step, multiplies each parameter's learning rate (and so its decoupled
 	// weight decay) by its own factor: BEiT/CAE fine-tuning's layer-wise decay. nil = 1 for every parameter.
@@ -108,13 +111,14 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 	if p, ok := t.progs[key]; ok {
 		return p, nil
 	}
-	np := len(t.Set.Params)
+	trained := t.Set.Trained()
+	nt := len(trained)
 	var dataShapes []shapes.Shape
-	for _, p := range t.Set.Params { // m
-		dataShapes = append(dataShapes, shapes.Make(t.dtype, p.Dims...))
+	for _, i := range trained { // m
+		dataShapes = append(dataShapes, shapes.Make(t.dtype, t.Set.Params[i].Dims...))
 	}
-	for _, p := range t.Set.Params { // v
-		dataShapes = append(dataShapes, shapes.Make(t.dtype, p.Dims...))
+	for _, i := range trained { // v
+		dataShapes = append(dataShapes, shapes.Make(t.dtype, t.Set.Params[i].Dims...))
 	}
 	for i := 0; i < 3; i++ { // lr, 1-beta1^t, 1-beta2^t
 		dataShapes = append(dataShapes, shapes.Make(t.dtype))
@@ -123,19 +127,21 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 		dataShapes = append(dataShapes, d.Shape())
 	}
 	opt := t.Opt
-	noDecay := make([]bool, np)
-	for i, p := range t.Set.Params {
-		noDecay[i] = p.NoDecay
-	}
 	prog, err := Compile(t.backend, t.Set, t.dtype, true, dataShapes, func(s Scope, in []*Node) []*Node {
-		ms, vs := in[:np], in[np:2*np]
-		lr, bc1, bc2 := in[2*np], in[2*np+1], in[2*np+2]
-		loss, metrics := t.loss(s, in[2*np+3:])
+		ms, vs := in[:nt], in[nt:2*nt]
+		lr, bc1, bc2 := in[2*nt], in[2*nt+1], in[2*nt+2]
+		loss, metrics := t.loss(s, in[2*nt+3:])
 		params := s.b.nodes
-		grads := Gradient(loss, params...)
-		sq := make([]*Node, np)
-		for i, g := range grads {
-			sq[i] = ReduceAllSum(Square(g))
+		// Only the trained parameters are differentiated: an EMA copy gets no gradient, no share of the
+		// clipping norm, no weight decay and no optimiser state.
+		wrt := make([]*Node, nt)
+		for k, i := range trained {
+			wrt[k] = params[i]
+		}
+		grads := Gradient(loss, wrt...)
+		sq := make([]*Node, nt)
+		for k, g := range grads {
+			sq[k] = ReduceAllSum(Square(g))
 		}
 		total := sq[0]
 		for _, x := range sq[1:] {
@@ -146,32 +152,52 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 		if opt.Clip > 0 {
 			scale = Min(scale, Div(s.Scalar(opt.Clip), AddScalar(norm, 1e-6)))
 		}
-		outP := make([]*Node, np)
-		outM := make([]*Node, np)
-		outV := make([]*Node, np)
-		for i, p := range params {
-			g := Mul(grads[i], scale)
+		outP := make([]*Node, len(params))
+		outM := make([]*Node, nt)
+		outV := make([]*Node, nt)
+		for k, i := range trained {
+			p := params[i]
+			noDecay := t.Set.Params[i].NoDecay
+			g := Mul(grads[k], scale)
 			lr := lr
 			if t.LRScale != nil && t.LRScale[i] != 1 {
 				lr = MulScalar(lr, t.LRScale[i])
 			}
 			if opt.SGD {
-				if opt.WeightDecay > 0 && !noDecay[i] {
+				if opt.WeightDecay > 0 && !noDecay {
 					g = Add(g, MulScalar(p, opt.WeightDecay))
 				}
-				buf := Add(MulScalar(ms[i], opt.Beta1), g)
+				buf := Add(MulScalar(ms[k], opt.Beta1), g)
 				outP[i] = Sub(p, Mul(lr, Add(g, MulScalar(buf, opt.Beta1))))
-				outM[i], outV[i] = buf, vs[i]
+				outM[k], outV[k] = buf, vs[k]
 				continue
 			}
-			m := Add(MulScalar(ms[i], opt.Beta1), MulScalar(g, 1-opt.Beta1))
-			v := Add(MulScalar(vs[i], opt.Beta2), MulScalar(Square(g), 1-opt.Beta2))
-			if opt.WeightDecay > 0 && !noDecay[i] {
+			m := Add(MulScalar(ms[k], opt.Beta1), MulScalar(g, 1-opt.Beta1))
+			v := Add(MulScalar(vs[k], opt.Beta2), MulScalar(Square(g), 1-opt.Beta2))
+			if opt.WeightDecay > 0 && !noDecay {
 				p = Sub(p, Mul(p, MulScalar(lr, opt.WeightDecay)))
 			}
 			upd := Div(Div(m, bc1), AddScalar(Sqrt(Div(v, bc2)), opt.Eps))
 			outP[i] = Sub(p, Mul(lr, upd))
-			outM[i], outV[i] = m, v
+			outM[k], outV[k] = m, v
+		}
+		// After the optimiser step: each EMA copy moves towards its source's new value.
+		momentum := map[string]*Node{}
+		for _, e := range t.Set.EMAs {
+			momentum[e.Prefix] = s.Scheduled(e.MomentumName(), e.Momentum)
+		}
+		for i, spec := range t.Set.Params {
+			if spec.Trained() {
+				continue
+			}
+			j, _ := t.Set.Index(spec.EMAOf)
+			var mom *Node
+			for _, e := range t.Set.EMAs {
+				if strings.HasPrefix(spec.Name, e.Prefix+".") {
+					mom = momentum[e.Prefix]
+				}
+			}
+			outP[i] = Add(Mul(params[i], mom), Mul(OneMinus(mom), outP[j]))
 		}
 		out := append(append(append(outP, outM...), outV...), loss, norm)
 		return append(out, metrics...)
@@ -185,7 +211,11 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 
 // TrainStep runs one step at learning rate lr and returns the loss, the gradient norm before clipping and
 // the metrics of the loss function. The data tensors stay the caller's, to free (Free) after the step.
+// A model with scheduled values (EMA momenta, Scope.Scheduled) needs Total, the steps of the whole run.
 func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm float64, metrics []float64, err error) {
+	if len(t.Set.Scheds) > 0 && t.Total <= 0 {
+		return 0, 0, nil, fmt.Errorf("nn: the model has scheduled values (%s) but the trainer was not told the run's total steps (Trainer.Total)", t.Set.Scheds[0].Name)
+	}
 	prog, err := t.program(data)
 	if err != nil {
 		return 0, 0, nil, err
@@ -196,6 +226,8 @@ func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm
 		}
 	}
 	np := len(t.Set.Params)
+	trained := t.Set.Trained()
+	nt := len(trained)
 	step := t.Step + 1
 	scal := func(v float64) *tensors.Tensor {
 		if t.dtype == dtypes.Float64 {
@@ -203,34 +235,39 @@ func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm
 		}
 		return tensors.FromScalar(float32(v))
 	}
-	in := make([]*tensors.Tensor, 0, 2*np+3+len(data))
-	in = append(in, t.M...)
-	in = append(in, t.V...)
+	in := make([]*tensors.Tensor, 0, 2*nt+3+len(data))
+	for _, i := range trained {
+		in = append(in, t.M[i])
+	}
+	for _, i := range trained {
+		in = append(in, t.V[i])
+	}
 	in = append(in, scal(lr), scal(1-math.Pow(t.Opt.Beta1, float64(step))), scal(1-math.Pow(t.Opt.Beta2, float64(step))))
 	in = append(in, data...)
-	rands := t.Set.DrawRands(t.dtype, t.Seed, uint64(step))
-	outs, err := prog.Run(t.Params, rands, in...)
-	Free(rands...)
-	Free(in[2*np : 2*np+3]...) // the scalars; the data belong to the caller
+	perStep := t.Set.PerStep(t.dtype, t.Seed, t.Step, t.Total)
+	outs, err := prog.Run(t.Params, perStep, in...)
+	Free(perStep...)
+	Free(in[2*nt : 2*nt+3]...) // the scalars; the data belong to the caller
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	loss = Float64s(outs[3*np])[0]
-	gradNorm = Float64s(outs[3*np+1])[0]
-	for _, m := range outs[3*np+2:] {
+	rest := np + 2*nt
+	loss = Float64s(outs[rest])[0]
+	gradNorm = Float64s(outs[rest+1])[0]
+	for _, m := range outs[rest+2:] {
 		metrics = append(metrics, Float64s(m)[0])
 	}
-	Free(outs[3*np:]...)
+	Free(outs[rest:]...)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		Free(outs[:3*np]...)
+		Free(outs[:rest]...)
 		return loss, gradNorm, metrics, fmt.Errorf("step %d: loss is %v", step, loss)
 	}
-	for _, ts := range [][]*tensors.Tensor{t.Params, t.M, t.V} {
-		Free(ts...)
-	}
+	Free(t.Params...)
 	t.Params = outs[:np]
-	t.M = outs[np : 2*np]
-	t.V = outs[2*np : 3*np]
+	for k, i := range trained {
+		Free(t.M[i], t.V[i])
+		t.M[i], t.V[i] = outs[np+k], outs[np+nt+k]
+	}
 	t.Step = step
 	return loss, gradNorm, metrics, nil
 }

@@ -31,18 +31,22 @@ func catch(what string, err *error) {
 func Declare(backend compute.Backend, dtype dtypes.DType, training bool, dataShapes []shapes.Shape, fn BuildFn) (ps *ParamSet, err error) {
 	defer catch("declaring parameters", &err)
 	b := &Builder{G: NewGraph(backend, "declare"), DType: dtype, Training: training, declaring: true,
-		index: map[string]int{}, randIndex: map[string]int{}}
+		index: map[string]int{}, randIndex: map[string]int{}, schedIndex: map[string]int{}}
 	defer b.G.Finalize()
 	data := make([]*Node, len(dataShapes))
 	for i, sh := range dataShapes {
 		data[i] = Parameter(b.G, fmt.Sprintf("data%d", i), sh)
 	}
 	fn(b.Root(), data)
-	return &ParamSet{Params: b.params, Rands: b.rands, index: b.index}, nil
+	ps = &ParamSet{Params: b.params, Rands: b.rands, EMAs: b.emas, Scheds: b.scheds, index: b.index}
+	if err := ps.checkEMAs(); err != nil {
+		return nil, err
+	}
+	return ps, nil
 }
 
 // Program is one compiled graph of a model for fixed data shapes. Its inputs are the parameters, then the
-// per-step random inputs, then the data.
+// per-step inputs (training only: the random inputs, then the scheduled values), then the data.
 type Program struct {
 	Set      *ParamSet
 	g        *Graph
@@ -58,7 +62,7 @@ type Program struct {
 func Compile(backend compute.Backend, ps *ParamSet, dtype dtypes.DType, training bool, dataShapes []shapes.Shape, fn BuildFn, capture ...string) (p *Program, err error) {
 	defer catch("building graph", &err)
 	b := &Builder{G: NewGraph(backend, "mimlab"), DType: dtype, Training: training, index: ps.index,
-		randIndex: map[string]int{}}
+		randIndex: map[string]int{}, schedIndex: map[string]int{}, emas: ps.EMAs}
 	for _, spec := range ps.Params {
 		b.nodes = append(b.nodes, Parameter(b.G, spec.Name, shapes.Make(dtype, spec.Dims...)))
 	}
@@ -66,6 +70,10 @@ func Compile(backend compute.Backend, ps *ParamSet, dtype dtypes.DType, training
 		for i, r := range ps.Rands {
 			b.randIndex[r.Name] = i
 			b.randNodes = append(b.randNodes, Parameter(b.G, "rand:"+r.Name, shapes.Make(dtype, r.Dims...)))
+		}
+		for i, sc := range ps.Scheds {
+			b.schedIndex[sc.Name] = i
+			b.schedNodes = append(b.schedNodes, Parameter(b.G, "sched:"+sc.Name, shapes.Make(dtype)))
 		}
 	}
 	if len(capture) > 0 {
@@ -93,7 +101,8 @@ func Compile(backend compute.Backend, ps *ParamSet, dtype dtypes.DType, training
 	return &Program{Set: ps, g: b.G, backend: backend, dtype: dtype, nOut: nOut, captured: capture, training: training}, nil
 }
 
-// Run executes the program. rands are ignored by inference (training = false) programs.
+// Run executes the program. rands are the per-step inputs of a training program (the random inputs, then
+// the scheduled values: PerStep makes them); inference (training = false) programs ignore them.
 func (p *Program) Run(params, rands []*tensors.Tensor, data ...*tensors.Tensor) (outs []*tensors.Tensor, err error) {
 	defer catch("running graph", &err)
 	if len(params) != len(p.Set.Params) {
@@ -101,8 +110,8 @@ func (p *Program) Run(params, rands []*tensors.Tensor, data ...*tensors.Tensor) 
 	}
 	if !p.training {
 		rands = nil
-	} else if len(rands) != len(p.Set.Rands) {
-		return nil, fmt.Errorf("program wants %d random inputs, got %d", len(p.Set.Rands), len(rands))
+	} else if len(rands) != len(p.Set.Rands)+len(p.Set.Scheds) {
+		return nil, fmt.Errorf("program wants %d random inputs and %d scheduled values, got %d", len(p.Set.Rands), len(p.Set.Scheds), len(rands))
 	}
 	args := make([]any, 0, len(params)+len(rands)+len(data))
 	for _, t := range params {
@@ -171,16 +180,37 @@ func (ps *ParamSet) InitParams(dtype dtypes.DType, seed uint64) []*tensors.Tenso
 	return out
 }
 
+// PerStep are a training program's per-step inputs for step (0-based) of total: the random inputs drawn from
+// (seed, step+1), then the scheduled values.
+func (ps *ParamSet) PerStep(dtype dtypes.DType, seed uint64, step, total int) []*tensors.Tensor {
+	out := ps.DrawRands(dtype, seed, uint64(step+1))
+	for _, v := range ps.SchedValues(step, total) {
+		if dtype == dtypes.Float64 {
+			out = append(out, tensors.FromScalar(v))
+		} else {
+			out = append(out, tensors.FromScalar(float32(v)))
+		}
+	}
+	return out
+}
+
 // InitParamsByName draws each parameter from its own random stream, keyed by seed and the parameter's name,
 // so a parameter gets the same values whatever else the set holds (InitParams draws one stream through the
 // set in order: the encoder of a CAE set and of a BEiT set then differ). The random-init reference rows use
 // it: they must not depend on which method's trial computed them.
 func (ps *ParamSet) InitParamsByName(dtype dtypes.DType, seed uint64) []*tensors.Tensor {
-	out := make([]*tensors.Tensor, len(ps.Params))
+	vals := make([][]float32, len(ps.Params))
 	for i, p := range ps.Params {
-		h := fnv.New64a()
-		h.Write([]byte(p.Name))
-		out[i] = TensorOf(dtype, InitValues(p, rand.New(rand.NewPCG(seed, h.Sum64()))), p.Dims...)
+		if p.Trained() {
+			h := fnv.New64a()
+			h.Write([]byte(p.Name))
+			vals[i] = InitValues(p, rand.New(rand.NewPCG(seed, h.Sum64())))
+		}
+	}
+	ps.copyEMAs(vals)
+	out := make([]*tensors.Tensor, len(ps.Params))
+	for i, v := range vals {
+		out[i] = TensorOf(dtype, v, ps.Params[i].Dims...)
 	}
 	return out
 }

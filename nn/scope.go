@@ -40,6 +40,29 @@ type ParamSpec struct {
 	Dims    []int
 	Init    Init
 	NoDecay bool // excluded from weight decay (1-D parameters and biases, as the CAE optimiser groups)
+	// EMAOf names the parameter this one is the exponential moving average of (Scope.EMA): it starts as a copy
+	// of it, receives no gradient, no clipping, no weight decay and no AdamW, and is updated after each
+	// optimiser step. Empty for a parameter trained by gradients.
+	EMAOf string
+}
+
+// Trained says the parameter is updated by the optimiser (not an EMA copy).
+func (p ParamSpec) Trained() bool { return p.EMAOf == "" }
+
+// EMASpec is one declared EMA copy: every parameter under Prefix follows the parameter of the same name
+// under Of, with the momentum Momentum (fed per step as the scheduled value MomentumName).
+type EMASpec struct {
+	Prefix, Of string
+	Momentum   Sched
+}
+
+// MomentumName is the scheduled value that carries the copy's momentum.
+func (e EMASpec) MomentumName() string { return "ema:" + e.Prefix }
+
+// SchedSpec is one scheduled scalar input of the training step.
+type SchedSpec struct {
+	Name  string
+	Sched Sched
 }
 
 // Size is the number of entries.
@@ -71,6 +94,11 @@ type Builder struct {
 	randIndex map[string]int
 	randNodes []*Node
 	captures  map[string]*Node
+
+	emas       []EMASpec
+	scheds     []SchedSpec
+	schedIndex map[string]int
+	schedNodes []*Node
 }
 
 // Scope is a naming prefix inside a Builder. Scopes are values: Sub returns a new one.
@@ -78,6 +106,7 @@ type Scope struct {
 	b      *Builder
 	prefix string
 	branch string // names a second pass over the same parameters (its random inputs and captures are its own)
+	ema    *EMASpec
 }
 
 // Root is the scope with no prefix.
@@ -86,14 +115,71 @@ func (b *Builder) Root() Scope { return Scope{b: b} }
 // Sub returns the scope prefix.name.
 func (s Scope) Sub(name string) Scope {
 	if s.prefix == "" {
-		return Scope{b: s.b, prefix: name, branch: s.branch}
+		return Scope{b: s.b, prefix: name, branch: s.branch, ema: s.ema}
 	}
-	return Scope{b: s.b, prefix: s.prefix + "." + name, branch: s.branch}
+	return Scope{b: s.b, prefix: s.prefix + "." + name, branch: s.branch, ema: s.ema}
 }
 
 // Branch returns the same scope for a second pass over the same parameters (CAE's alignment branch runs the
 // encoder again): its random inputs (drop path) and captures are named apart from the first pass.
-func (s Scope) Branch(name string) Scope { return Scope{b: s.b, prefix: s.prefix, branch: name} }
+func (s Scope) Branch(name string) Scope { return Scope{b: s.b, prefix: s.prefix, branch: name, ema: s.ema} }
+
+// EMA returns the root scope name, whose parameters are the exponential moving average of the parameters
+// of the same names under of: teacher := s.EMA("teacher", "encoder", m) makes teacher.blocks.0.attn.q.weight
+// follow encoder.blocks.0.attn.q.weight. Build the same module under it as under of (m.Encoder.Encode(teacher,
+// ...)); every parameter it declares must exist under of with the same shape (Declare says which does not).
+// The framework owns these parameters: they start as copies, get no gradient (the nodes come back under
+// StopGradient), no clipping, weight decay or AdamW, and after each optimiser step become
+// momentum x themselves + (1 - momentum) x the updated source, momentum following its schedule. They are
+// checkpointed, resumed and exported like any parameter, under their own prefix.
+func (s Scope) EMA(name, of string, momentum Sched) Scope {
+	b := s.b
+	e := EMASpec{Prefix: name, Of: of, Momentum: momentum}
+	found := false
+	for _, x := range b.emas {
+		if x.Prefix == name {
+			if x.Of != of || x.Momentum != momentum {
+				panic(fmt.Errorf("nn: EMA %q declared twice, as the EMA of %q (%v) and of %q (%v)", name, x.Of, x.Momentum, of, momentum))
+			}
+			found = true
+		}
+	}
+	if !found {
+		if !b.declaring {
+			panic(fmt.Errorf("nn: EMA %q was not declared by the dry build", name))
+		}
+		b.emas = append(b.emas, e)
+		s.Scheduled(e.MomentumName(), momentum) // declared beside the copy; the Trainer feeds it per step
+	}
+	return Scope{b: b, prefix: name, branch: s.branch, ema: &e}
+}
+
+// Scheduled declares (dry build) or returns (real build) a scalar input of the training step that follows sc:
+// the Trainer feeds sc.At(step, total) before every step. Only training graphs have scheduled values.
+func (s Scope) Scheduled(name string, sc Sched) *Node {
+	b := s.b
+	if b.declaring {
+		if i, dup := b.schedIndex[name]; dup {
+			if b.scheds[i].Sched != sc {
+				panic(fmt.Errorf("nn: scheduled value %q declared twice, as %v and %v", name, b.scheds[i].Sched, sc))
+			}
+			return b.schedNodes[i]
+		}
+		b.schedIndex[name] = len(b.scheds)
+		b.scheds = append(b.scheds, SchedSpec{Name: name, Sched: sc})
+		n := Parameter(b.G, "sched:"+name, shapes.Make(b.DType))
+		b.schedNodes = append(b.schedNodes, n)
+		return n
+	}
+	i, ok := b.schedIndex[name]
+	if !ok {
+		panic(fmt.Errorf("nn: scheduled value %q used in a graph that has none (only training steps have scheduled values)", name))
+	}
+	return b.schedNodes[i]
+}
+
+// Progress is the fraction of training done at the step being taken, in [0, 1): the step reaching the graph.
+func (s Scope) Progress() *Node { return s.Scheduled("progress", Sched{From: 0, To: 1, Shape: "linear"}) }
 
 func (s Scope) branchName(name string) string {
 	full := s.Name(name)
@@ -135,16 +221,36 @@ func (s Scope) Param(name string, dims []int, init Init) *Node {
 		}
 		noDecay := len(dims) <= 1 || strings.HasSuffix(full, "bias") || strings.HasSuffix(full, "_bias")
 		b.index[full] = len(b.params)
-		b.params = append(b.params, ParamSpec{Name: full, Dims: append([]int(nil), dims...), Init: init, NoDecay: noDecay})
+		b.params = append(b.params, ParamSpec{Name: full, Dims: append([]int(nil), dims...), Init: init, NoDecay: noDecay, EMAOf: s.emaSource(full)})
 		n := Parameter(b.G, full, shapes.Make(b.DType, dims...))
 		b.nodes = append(b.nodes, n)
-		return n
+		return s.guard(n)
 	}
 	i, ok := b.index[full]
 	if !ok {
 		panic(fmt.Errorf("nn: parameter %q was not declared by the dry build (the model's graph depends on something other than its config)", full))
 	}
-	return b.nodes[i]
+	return s.guard(b.nodes[i])
+}
+
+// emaSource is the source of a parameter declared under an EMA scope ("" outside one).
+func (s Scope) emaSource(full string) string {
+	if s.ema == nil {
+		return ""
+	}
+	rest, ok := strings.CutPrefix(full, s.ema.Prefix+".")
+	if !ok {
+		panic(fmt.Errorf("nn: parameter %q declared under the EMA scope %q", full, s.ema.Prefix))
+	}
+	return s.ema.Of + "." + rest
+}
+
+// guard puts an EMA copy's parameter under StopGradient: nothing a loss computes from it reaches it.
+func (s Scope) guard(n *Node) *Node {
+	if s.ema == nil {
+		return n
+	}
+	return StopGradient(n)
 }
 
 // Uniform declares (dry build) or returns (real build) a per-step random input in [0,1).
@@ -188,7 +294,50 @@ func (s Scope) Scalar(v float64) *Node { return Scalar(s.b.G, s.b.DType, v) }
 type ParamSet struct {
 	Params []ParamSpec
 	Rands  []RandSpec
+	EMAs   []EMASpec   // the EMA copies the model declared (Scope.EMA)
+	Scheds []SchedSpec // the training step's scheduled scalar inputs, EMA momenta included
 	index  map[string]int
+}
+
+// checkEMAs: every EMA parameter's source exists, is trained by gradients and has its shape.
+func (ps *ParamSet) checkEMAs() error {
+	for _, p := range ps.Params {
+		if p.EMAOf == "" {
+			continue
+		}
+		j, ok := ps.index[p.EMAOf]
+		if !ok {
+			return fmt.Errorf("nn: %s is declared as the EMA of %s, which the model does not have (build the same module under the EMA scope as under its source)", p.Name, p.EMAOf)
+		}
+		src := ps.Params[j]
+		if !src.Trained() {
+			return fmt.Errorf("nn: %s is declared as the EMA of %s, itself an EMA copy", p.Name, p.EMAOf)
+		}
+		if !slices.Equal(src.Dims, p.Dims) {
+			return fmt.Errorf("nn: %s %v is declared as the EMA of %s %v: shapes differ", p.Name, p.Dims, src.Name, src.Dims)
+		}
+	}
+	return nil
+}
+
+// Trained lists the positions of the parameters the optimiser updates.
+func (ps *ParamSet) Trained() []int {
+	var out []int
+	for i, p := range ps.Params {
+		if p.Trained() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// SchedValues are the scheduled inputs' values at step (0-based) of total, in declaration order.
+func (ps *ParamSet) SchedValues(step, total int) []float64 {
+	out := make([]float64, len(ps.Scheds))
+	for i, s := range ps.Scheds {
+		out[i] = s.Sched.At(step, total)
+	}
+	return out
 }
 
 // Index returns the position of a parameter by name.
@@ -221,9 +370,21 @@ func (ps *ParamSet) initRand(seed uint64) [][]float32 {
 	r := rand.New(rand.NewPCG(seed, 0x6d696d6c6162))
 	out := make([][]float32, len(ps.Params))
 	for i, p := range ps.Params {
-		out[i] = InitValues(p, r)
+		if p.Trained() { // an EMA copy draws nothing: a model with a teacher initialises its student as without one
+			out[i] = InitValues(p, r)
+		}
 	}
+	ps.copyEMAs(out)
 	return out
+}
+
+// copyEMAs sets every EMA copy to its source's values.
+func (ps *ParamSet) copyEMAs(vals [][]float32) {
+	for i, p := range ps.Params {
+		if !p.Trained() {
+			vals[i] = append([]float32(nil), vals[ps.index[p.EMAOf]]...)
+		}
+	}
 }
 
 // InitValues draws one parameter's initial values.
