@@ -51,6 +51,10 @@ type Config struct {
 	AttOptimizer   string   `toml:"attentive_optimizer"` // adamw or sgd (momentum 0.9, as the paper)
 	AttWD          float64  `toml:"attentive_weight_decay"`
 	Baselines      bool     `toml:"baselines"` // compute the raw-pixel and random-init reference rows
+	// Encoder says which parameters the protocols read: the gradient-trained encoder, the EMA teacher of a
+	// method that has one (I-JEPA, data2vec, MoCo v3 evaluate the teacher), or both (the teacher's readings
+	// named with a "_teacher" suffix: knn_teacher, linear_mean_teacher).
+	Encoder string `toml:"encoder" allowed:"encoder,teacher,both" doc:"the parameters the protocols read: encoder, the method's EMA teacher, or both"`
 
 	// Probes along training: the protocols also run on the encoder at these steps of pretraining (and every
 	// `every` steps), each stored with its step; the final evaluation runs as always.
@@ -78,7 +82,7 @@ var Protocols = []string{"linear", "knn", "attentive", "finetune"}
 // DefaultConfig is the [eval] default.
 func DefaultConfig() *Config {
 	return &Config{Protocols: []string{"linear", "knn", "attentive"}, Feature: "cls", Batch: 256, LinearL2: 1e-4, LinearMaxIter: 300,
-		KNNK: 20, KNNTemperature: 0.07, AttEpochs: 10, AttLR: 1e-3, AttBatch: 128, AttOptimizer: "adamw", Baselines: true,
+		KNNK: 20, KNNTemperature: 0.07, AttEpochs: 10, AttLR: 1e-3, AttBatch: 128, AttOptimizer: "adamw", Baselines: true, Encoder: "encoder",
 		FTLabels: []int{0}, FTEpochs: 30, FTMinSteps: 200, FTBatch: 64, FTLR: 1e-3, FTMinLR: 1e-6, FTWarmupEpochs: 3,
 		FTLayerDecay: 0.65, FTWeightDecay: 0.05, FTDropPath: 0.1, FTLabelSmoothing: 0.1}
 }
@@ -107,6 +111,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
+	case c.Encoder != "encoder" && c.Encoder != "teacher" && c.Encoder != "both":
+		return fmt.Errorf("eval.encoder = %q: allowed values are encoder, teacher, both", c.Encoder)
 	case c.Feature != "cls" && c.Feature != "mean" && c.Feature != "both":
 		return fmt.Errorf("eval.feature = %q: allowed values are cls, mean, both", c.Feature)
 	case c.Batch < 1:
@@ -152,6 +158,28 @@ type Reading struct {
 	Feature  string // cls or mean ("" for attentive, which reads every token)
 	Labels   int    // finetune: labelled images (0 = all)
 	Name     string // the evals row's protocol: "linear", "finetune_100", "knn_mean", ...
+}
+
+// TeacherSuffix names the readings of a method's EMA teacher when eval.encoder = "both".
+const TeacherSuffix = "_teacher"
+
+// EncoderReadings are the readings of each parameter set eval.encoder asks for: "encoder" and/or "teacher",
+// each with the names its rows are stored under (the teacher's with TeacherSuffix when both are read).
+func (c *Config) EncoderReadings() map[string][]Reading {
+	out := map[string][]Reading{}
+	switch c.Encoder {
+	case "teacher":
+		out["teacher"] = c.Readings()
+	case "both":
+		out["encoder"] = c.Readings()
+		for _, r := range c.Readings() {
+			r.Name += TeacherSuffix
+			out["teacher"] = append(out["teacher"], r)
+		}
+	default:
+		out["encoder"] = c.Readings()
+	}
+	return out
 }
 
 // Readings expands the protocols into the readings they give, in order: one per feature when feature =

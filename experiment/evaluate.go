@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	"mimlab/components/method"
 	"mimlab/data"
 	"mimlab/eval"
 	"mimlab/framework/runner"
@@ -268,11 +269,33 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		}
 		done = d[step]
 	}
-	var todo []eval.Reading
-	for _, r := range ec.Readings() {
-		if _, ok := done[r.Name]["top1"]; !ok {
-			todo = append(todo, r)
+	// The parameter sets eval.encoder reads: the encoder and/or the method's EMA teacher, aliased under
+	// "encoder." so that every protocol reads it as an encoder.
+	type readSet struct {
+		name   string
+		params []*tensors.Tensor
+		todo   []eval.Reading
+	}
+	var sets []readSet
+	for _, name := range []string{"encoder", "teacher"} {
+		rs, ok := ec.EncoderReadings()[name]
+		if !ok {
+			continue
 		}
+		ps := params
+		if name == "teacher" {
+			var err error
+			if ps, err = t.teacherParams(set, params); err != nil {
+				return err
+			}
+		}
+		var todo []eval.Reading
+		for _, r := range rs {
+			if _, ok := done[r.Name]["top1"]; !ok {
+				todo = append(todo, r)
+			}
+		}
+		sets = append(sets, readSet{name, ps, todo})
 	}
 	// The step the encoder was read at feeds the heartbeat (and the attempt's end step): the final
 	// evaluation reads the trained encoder, at the last training step (it used to report step 0).
@@ -285,13 +308,16 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		readAt = total
 	}
 	alive := func() { rec.Progress(readAt) }
-	if len(todo) > 0 {
-		at := "the trained encoder"
-		if step != store.Final {
-			at = fmt.Sprintf("the encoder at step %d", step)
+	for _, rs := range sets {
+		if len(rs.todo) == 0 {
+			continue
 		}
-		fmt.Fprintf(t.env.Log, "trial %d: evaluating %s (%s)\n", trialID, at, readingNames(todo))
-		if err := t.runReadings(ctx, set, params, todo, alive, func(name, metric string, v float64) error {
+		at := "the trained " + rs.name
+		if step != store.Final {
+			at = fmt.Sprintf("the %s at step %d", rs.name, step)
+		}
+		fmt.Fprintf(t.env.Log, "trial %d: evaluating %s (%s)\n", trialID, at, readingNames(rs.todo))
+		if err := t.runReadings(ctx, set, rs.params, rs.todo, alive, func(name, metric string, v float64) error {
 			if step == store.Final {
 				return rec.Eval(name, metric, v)
 			}
@@ -342,6 +368,15 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		}
 	}
 	return nil
+}
+
+// teacherParams are params with the encoder's entries replaced by the method's EMA teacher's.
+func (t *Trial) teacherParams(set *nn.ParamSet, params []*tensors.Tensor) ([]*tensors.Tensor, error) {
+	th, ok := t.Model.Method.(method.Teacher)
+	if !ok {
+		return nil, fmt.Errorf("eval.encoder = %q: method.name = %q has no EMA teacher", t.Cfg.Eval.Encoder, t.Model.Name)
+	}
+	return set.Alias(params, "encoder", th.TeacherPrefix())
 }
 
 // rawReference computes the raw-pixel reference readings (linear, k-NN) its key lacks.

@@ -182,6 +182,11 @@ func CheckCross(res *spec.Resolved) error {
 	if err := m.Check(); err != nil {
 		return wrap(err)
 	}
+	if c.Eval.Encoder != "encoder" {
+		if _, ok := m.Method.(method.Teacher); !ok {
+			return wrap(fmt.Errorf("eval.encoder = %q (at %s): method.name = %q has no EMA teacher; allowed: encoder", c.Eval.Encoder, res.Where("eval.encoder"), m.Name))
+		}
+	}
 	if m.Method.Needs().Mask {
 		strat, err := build(masking.Registry, c, "masking")
 		if err != nil {

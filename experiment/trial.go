@@ -401,6 +401,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec runner.Recorder, total int) error {
 	tc := t.Cfg.Train
 	sched := nn.Schedule{Base: tc.LR, Min: tc.MinLR, Warmup: tc.WarmupSteps, Total: total}
+	tr.Total = total // the method's scheduled values (EMA momenta) follow the step
 	if tr.Step >= total {
 		return nil
 	}
@@ -509,7 +510,23 @@ func (t *Trial) export(tr *nn.Trainer, rec runner.Recorder) error {
 	if err := ExportEncoder(t, tr.Set, tr.Params, path); err != nil {
 		return err
 	}
-	return rec.Artifact("encoder", path)
+	if err := rec.Artifact("encoder", path); err != nil {
+		return err
+	}
+	th, ok := t.Model.Method.(method.Teacher)
+	if !ok {
+		return nil
+	}
+	// A method's EMA teacher is exported beside the encoder, under the same timm names.
+	tp, err := tr.Set.Alias(tr.Params, "encoder", th.TeacherPrefix())
+	if err != nil {
+		return err
+	}
+	path = filepath.Join(t.Dir, "teacher.safetensors")
+	if err := ExportEncoder(t, tr.Set, tp, path); err != nil {
+		return err
+	}
+	return rec.Artifact("teacher", path)
 }
 
 // ExportEncoder writes the encoder's weights with timm's ViT names (plus the fixed pos_embed with its zero

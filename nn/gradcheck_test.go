@@ -94,6 +94,9 @@ func TestGradientsFiniteDifference(t *testing.T) {
 		{"normalize", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
 			return normalize(AddScalar(MulScalar(d[0], 3), 1))
 		}},
+		{"instance_norm", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
+			return InstanceNorm(AddScalar(MulScalar(d[0], 2), 0.5))
+		}},
 		{"self_attention_block", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
 			return Block(s.Sub("blk"), d[0], BlockConfig{Heads: H, MLPRatio: 2, LayerScale: 0.5})
 		}},

@@ -50,6 +50,19 @@ func LayerNorm(s Scope, x *Node) *Node {
 	return addLast(y, s.Param("bias", []int{d}, Init{}))
 }
 
+// Normalize is LayerNorm without weight and bias (eps 1e-6) over the last axis: the normalised teacher
+// targets of I-JEPA and MAE's norm_pix_loss.
+func Normalize(x *Node) *Node { return normalize(x) }
+
+// InstanceNorm normalises each channel (last axis) of x [B, T, D] over the T tokens of its sample (eps 1e-5,
+// no affine), as data2vec's F.instance_norm on [B, D, T] does.
+func InstanceNorm(x *Node) *Node {
+	mean := ExpandAxes(ReduceMean(x, 1), 1)
+	c := Sub(x, mean)
+	v := ExpandAxes(ReduceMean(Square(c), 1), 1)
+	return Div(c, Sqrt(AddScalar(v, 1e-5)))
+}
+
 // MLP is fc1 (ratio x width) -> exact GELU -> fc2.
 func MLP(s Scope, x *Node, hidden int) *Node {
 	d := x.Shape().Dimensions[x.Rank()-1]

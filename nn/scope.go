@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
 )
 
 // InitKind names how a parameter starts.
@@ -122,7 +123,9 @@ func (s Scope) Sub(name string) Scope {
 
 // Branch returns the same scope for a second pass over the same parameters (CAE's alignment branch runs the
 // encoder again): its random inputs (drop path) and captures are named apart from the first pass.
-func (s Scope) Branch(name string) Scope { return Scope{b: s.b, prefix: s.prefix, branch: name, ema: s.ema} }
+func (s Scope) Branch(name string) Scope {
+	return Scope{b: s.b, prefix: s.prefix, branch: name, ema: s.ema}
+}
 
 // EMA returns the root scope name, whose parameters are the exponential moving average of the parameters
 // of the same names under of: teacher := s.EMA("teacher", "encoder", m) makes teacher.blocks.0.attn.q.weight
@@ -179,7 +182,9 @@ func (s Scope) Scheduled(name string, sc Sched) *Node {
 }
 
 // Progress is the fraction of training done at the step being taken, in [0, 1): the step reaching the graph.
-func (s Scope) Progress() *Node { return s.Scheduled("progress", Sched{From: 0, To: 1, Shape: "linear"}) }
+func (s Scope) Progress() *Node {
+	return s.Scheduled("progress", Sched{From: 0, To: 1, Shape: "linear"})
+}
 
 func (s Scope) branchName(name string) string {
 	full := s.Name(name)
@@ -318,6 +323,31 @@ func (ps *ParamSet) checkEMAs() error {
 		}
 	}
 	return nil
+}
+
+// Alias returns params with every parameter under dst replaced by the one of the same name under src (the
+// tensors themselves, not copies: free only the original slice): evaluation and export read "encoder." and
+// Alias(params, "encoder", "teacher") lets them read a method's EMA teacher. Every dst parameter must have
+// its src counterpart of the same shape.
+func (ps *ParamSet) Alias(params []*tensors.Tensor, dst, src string) ([]*tensors.Tensor, error) {
+	out := append([]*tensors.Tensor(nil), params...)
+	n := 0
+	for i, p := range ps.Params {
+		rest, ok := strings.CutPrefix(p.Name, dst+".")
+		if !ok {
+			continue
+		}
+		j, ok := ps.index[src+"."+rest]
+		if !ok || !slices.Equal(ps.Params[j].Dims, p.Dims) {
+			return nil, fmt.Errorf("nn: %s has no counterpart %s.%s of shape %v", p.Name, src, rest, p.Dims)
+		}
+		out[i] = params[j]
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("nn: the model has no parameters under %q", dst)
+	}
+	return out, nil
 }
 
 // Trained lists the positions of the parameters the optimiser updates.

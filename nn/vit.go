@@ -67,6 +67,13 @@ type ViTInput struct {
 // embedding, the selected patches' fixed sin-cos positions (cls position zero), blocks, norm. Parameter
 // names follow timm (patch_embed.proj, cls_token, blocks.i.*, norm) under s.
 func ViT(s Scope, c ViTConfig, in ViTInput) *Node {
+	out, _ := ViTBlocks(s, c, in)
+	return out
+}
+
+// ViTBlocks is ViT that also returns every block's output [B, 1+K, D] (before the final LayerNorm), in
+// order: data2vec's targets average the top K of them.
+func ViTBlocks(s Scope, c ViTConfig, in ViTInput) (*Node, []*Node) {
 	x := PatchEmbed(s.Sub("patch_embed.proj"), in.Patches, c.Dim, c.Channels, c.PatchSize)
 	b := x.Shape().Dimensions[0]
 	pos := BroadcastToDims(ExpandAxes(PosTable(s, c.Grid(), c.Dim), 0), b, c.NumPatches(), c.Dim)
@@ -85,10 +92,12 @@ func ViT(s Scope, c ViTConfig, in ViTInput) *Node {
 	cls := s.Param("cls_token", []int{1, 1, c.Dim}, Init{Kind: InitTruncNormal, Std: 0.02})
 	x = Concatenate([]*Node{BroadcastToDims(cls, b, 1, c.Dim), x}, 1)
 	rates := DropPathRates(c.DropPath, c.Depth)
+	blocks := make([]*Node, c.Depth)
 	for i := 0; i < c.Depth; i++ {
 		x = Block(s.Subf("blocks.%d", i), x, BlockConfig{Heads: c.Heads, MLPRatio: c.MLPRatio, LayerScale: c.LayerScale, DropPath: rates[i]})
+		blocks[i] = x
 	}
-	return LayerNorm(s.Sub("norm"), x)
+	return LayerNorm(s.Sub("norm"), x), blocks
 }
 
 // ToArrays turns parameter tensors into named arrays, fusing each self-attention's q/k/v weights into

@@ -46,6 +46,11 @@ type Encoder struct{ Config }
 // in.Mask puts the mask token in masked places. Output [B, 1+K, D], cls first, after the final LayerNorm.
 func (e Encoder) Encode(s nn.Scope, v nn.ViTConfig, in nn.ViTInput) *Node { return nn.ViT(s, v, in) }
 
+// EncodeBlocks is Encode that also returns every block's output, before the final LayerNorm.
+func (e Encoder) EncodeBlocks(s nn.Scope, v nn.ViTConfig, in nn.ViTInput) (*Node, []*Node) {
+	return nn.ViTBlocks(s, v, in)
+}
+
 // Registry is the kind "encoder".
 var Registry = registry.NewKind[Encoder]("encoder", "mimlab/components/encoder")
 

@@ -48,6 +48,13 @@ type Reconstructor interface {
 	Reconstruct(m *Model, s nn.Scope, images, masked *Node) *Node
 }
 
+// Teacher is a method with an EMA copy of the encoder (Scope.EMA): TeacherPrefix is the copy's scope, whose
+// parameters mirror "encoder." ones. eval.encoder = "teacher" evaluates it, and a trial exports it beside
+// the encoder.
+type Teacher interface {
+	TeacherPrefix() string
+}
+
 // Registry is the kind "method".
 var Registry = registry.NewKind[Method]("method", "mimlab/components/method")
 
