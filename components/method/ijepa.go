@@ -1,0 +1,88 @@
+package method
+
+import (
+	"fmt"
+	"strings"
+
+	. "github.com/gomlx/gomlx/core/graph"
+	"mimlab/components/decoder"
+	"mimlab/framework/registry"
+	"mimlab/nn"
+)
+
+// I-JEPA (Assran et al. 2023): a context encoder sees the visible context patches; a target encoder, the
+// exponential moving average of the context encoder, sees the whole image; a predictor transformer over the
+// context tokens and mask tokens at the target positions predicts the target encoder's representations of
+// the target patches, normalised without affine (F.layer_norm), with an L2 loss. The target patches are the
+// masked patches: block masking draws several blocks, I-JEPA's several target blocks (its separate context
+// block sampling is not reproduced: the context is every patch outside the targets). The predictor is
+// decoder.name = "mae" (visible tokens and mask tokens at every place, predicting the masked ones) at the
+// encoder's width, not I-JEPA's narrower one. The teacher is what I-JEPA evaluates (eval.encoder).
+
+// IJEPAConfig is [method] for name = "ijepa".
+type IJEPAConfig struct {
+	Name             string  `toml:"name"`
+	Momentum         float64 `toml:"momentum" doc:"the target encoder's EMA momentum at the first step"`
+	MomentumEnd      float64 `toml:"momentum_end" doc:"its momentum at the last step"`
+	MomentumSchedule string  `toml:"momentum_schedule" allowed:"constant,linear,cosine" doc:"how the momentum goes from momentum to momentum_end"`
+}
+
+func (c *IJEPAConfig) sched() nn.Sched {
+	return nn.Sched{From: c.Momentum, To: c.MomentumEnd, Shape: c.MomentumSchedule}
+}
+
+// Validate checks the section.
+func (c *IJEPAConfig) Validate() error { return c.sched().Validate("method.momentum", 0, 1) }
+
+func init() {
+	Registry.Register(registry.Entry[Method]{
+		Name: "ijepa", Doc: "I-JEPA: context encoder on the visible patches, predictor, EMA target encoder on the whole image, L2 on normalised target features",
+		NewConfig: func() registry.Config {
+			return &IJEPAConfig{Name: "ijepa", Momentum: 0.996, MomentumEnd: 1, MomentumSchedule: "linear"}
+		},
+		Build: func(c registry.Config) (Method, error) { return IJEPA{cfg: *c.(*IJEPAConfig)}, nil },
+	})
+}
+
+// IJEPA is the method.
+type IJEPA struct{ cfg IJEPAConfig }
+
+// TeacherPrefix implements Teacher.
+func (IJEPA) TeacherPrefix() string { return "teacher" }
+
+// Needs implements Method: masks only (the targets are the teacher's representations).
+func (IJEPA) Needs() Needs { return Needs{Mask: true} }
+
+// Check implements Method.
+func (IJEPA) Check(m *Model) error {
+	if m.Regressor != nil {
+		return fmt.Errorf("method.name = \"ijepa\": regressor.name must be \"none\" (the predictor is the decoder)")
+	}
+	if _, ok := m.Decoder.(decoder.Full); !ok {
+		return fmt.Errorf("method.name = \"ijepa\": decoder.name = %q; allowed: %s (the predictor over context and mask tokens)", m.Decoder.Name(),
+			strings.Join(decoder.Names(func(d decoder.Decoder) bool { _, ok := d.(decoder.Full); return ok }), ", "))
+	}
+	return nil
+}
+
+// MetricNames implements Method: the latent loss and the spread of the teacher's normalised targets over
+// the batch (a collapsed teacher has none).
+func (IJEPA) MetricNames(*Model) []string { return []string{"latent_loss", "teacher_std"} }
+
+// Loss implements Method.
+func (j IJEPA) Loss(m *Model, s nn.Scope, in Inputs) (*Node, []*Node) {
+	v := m.ViT
+	patches := nn.Patchify(in.Images, v.PatchSize)
+	z := m.Encoder.Encode(s.Sub("encoder"), v, nn.ViTInput{Patches: patches, Keep: in.Visible})
+	pred := m.Decoder.(decoder.Full).DecodeFull(s.Sub("decoder"), z, in.Visible, in.MaskF, in.Masked, nn.PosTable(s, v.Grid(), v.Dim), v.Heads, v.Dim)
+	teacher := m.Encoder.Encode(s.EMA(j.TeacherPrefix(), "encoder", j.cfg.sched()), v, nn.ViTInput{Patches: patches})
+	h := StopGradient(nn.Normalize(nn.GatherTokens(teacher, AddScalar(in.Masked, 1)))) // +1: skip cls
+	loss := nn.MSE(pred, h)
+	return loss, []*Node{loss, batchStd(h)}
+}
+
+// batchStd is the standard deviation over the batch of x [B, K, D], averaged over tokens and channels.
+func batchStd(x *Node) *Node {
+	mean := ExpandAxes(ReduceMean(x, 0), 0)
+	return ReduceAllMean(Sqrt(AddScalar(ReduceMean(Square(Sub(x, mean)), 0), 1e-12)))
+}
