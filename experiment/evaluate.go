@@ -376,7 +376,13 @@ func (t *Trial) teacherParams(set *nn.ParamSet, params []*tensors.Tensor) ([]*te
 	if !ok {
 		return nil, fmt.Errorf("eval.encoder = %q: method.name = %q has no EMA teacher", t.Cfg.Eval.Encoder, t.Model.Name)
 	}
-	return set.Alias(params, "encoder", th.TeacherPrefix())
+	out, kept, err := set.Alias(params, "encoder", th.TeacherPrefix())
+	for _, k := range kept {
+		if k != "mask_token" { // the student's mask token: the probes never mask
+			return nil, fmt.Errorf("eval.encoder = %q: the teacher of %q has no encoder.%s", t.Cfg.Eval.Encoder, t.Model.Name, k)
+		}
+	}
+	return out, err
 }
 
 // rawReference computes the raw-pixel reference readings (linear, k-NN) its key lacks.

@@ -518,12 +518,12 @@ func (t *Trial) export(tr *nn.Trainer, rec runner.Recorder) error {
 		return nil
 	}
 	// A method's EMA teacher is exported beside the encoder, under the same timm names.
-	tp, err := tr.Set.Alias(tr.Params, "encoder", th.TeacherPrefix())
+	tp, kept, err := tr.Set.Alias(tr.Params, "encoder", th.TeacherPrefix())
 	if err != nil {
 		return err
 	}
 	path = filepath.Join(t.Dir, "teacher.safetensors")
-	if err := ExportEncoder(t, tr.Set, tp, path); err != nil {
+	if err := ExportEncoder(t, tr.Set, tp, path, kept...); err != nil {
 		return err
 	}
 	return rec.Artifact("teacher", path)
@@ -531,8 +531,11 @@ func (t *Trial) export(tr *nn.Trainer, rec runner.Recorder) error {
 
 // ExportEncoder writes the encoder's weights with timm's ViT names (plus the fixed pos_embed with its zero
 // cls row), loadable into a BEiT/CAE-style PyTorch ViT.
-func ExportEncoder(t *Trial, set *nn.ParamSet, params []*tensors.Tensor, path string) error {
+func ExportEncoder(t *Trial, set *nn.ParamSet, params []*tensors.Tensor, path string, omit ...string) error {
 	arr := nn.ToArrays(set, params, "encoder.")
+	for _, name := range omit { // parameters the exported set does not have (a teacher's mask token)
+		delete(arr, name)
+	}
 	v := t.Model.ViT
 	pe := make([]float32, (v.NumPatches()+1)*v.Dim)
 	for i, x := range nn.SinCos2D(v.Grid(), v.Dim) {

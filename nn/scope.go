@@ -327,10 +327,11 @@ func (ps *ParamSet) checkEMAs() error {
 
 // Alias returns params with every parameter under dst replaced by the one of the same name under src (the
 // tensors themselves, not copies: free only the original slice): evaluation and export read "encoder." and
-// Alias(params, "encoder", "teacher") lets them read a method's EMA teacher. Every dst parameter must have
-// its src counterpart of the same shape.
-func (ps *ParamSet) Alias(params []*tensors.Tensor, dst, src string) ([]*tensors.Tensor, error) {
-	out := append([]*tensors.Tensor(nil), params...)
+// Alias(params, "encoder", "teacher") lets them read a method's EMA teacher. kept names the dst parameters
+// src has no counterpart for (data2vec's student has a mask token its teacher never uses): they keep dst's
+// tensor, and the caller says whether that is harmless. A counterpart of another shape is an error.
+func (ps *ParamSet) Alias(params []*tensors.Tensor, dst, src string) (out []*tensors.Tensor, kept []string, err error) {
+	out = append([]*tensors.Tensor(nil), params...)
 	n := 0
 	for i, p := range ps.Params {
 		rest, ok := strings.CutPrefix(p.Name, dst+".")
@@ -338,16 +339,20 @@ func (ps *ParamSet) Alias(params []*tensors.Tensor, dst, src string) ([]*tensors
 			continue
 		}
 		j, ok := ps.index[src+"."+rest]
-		if !ok || !slices.Equal(ps.Params[j].Dims, p.Dims) {
-			return nil, fmt.Errorf("nn: %s has no counterpart %s.%s of shape %v", p.Name, src, rest, p.Dims)
+		if !ok {
+			kept = append(kept, rest)
+			continue
+		}
+		if !slices.Equal(ps.Params[j].Dims, p.Dims) {
+			return nil, nil, fmt.Errorf("nn: %s %v and its counterpart %s %v differ in shape", p.Name, p.Dims, ps.Params[j].Name, ps.Params[j].Dims)
 		}
 		out[i] = params[j]
 		n++
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("nn: the model has no parameters under %q", dst)
+		return nil, nil, fmt.Errorf("nn: the model has no parameters under %q that %q mirrors", dst, src)
 	}
-	return out, nil
+	return out, kept, nil
 }
 
 // Trained lists the positions of the parameters the optimiser updates.
