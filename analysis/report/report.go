@@ -477,13 +477,47 @@ func probeSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 	return sec, nil
 }
 
-var curveMetrics = []string{"loss", "target_loss", "align_loss", "token_acc", "train_acc"}
+// trainerMetrics are the metrics the trainer logs beside a method's own (loss and MetricNames): they are on
+// other scales and are not drawn with the loss terms.
+var trainerMetrics = map[string]bool{"grad_norm": true, "lr": true}
+
+// curveMetricNames are the metrics a configuration's trials logged: "loss", then every metric its method
+// declares (MetricNames), whatever they are called; nothing here names a method's metrics.
+func curveMetricNames(st *store.Store, trials []trialInfo) ([]string, error) {
+	seen := map[string]bool{}
+	for _, t := range trials {
+		_, last, err := st.LastMetrics(t.ID)
+		if err != nil {
+			return nil, err
+		}
+		for name := range last {
+			if !trainerMetrics[name] {
+				seen[name] = true
+			}
+		}
+	}
+	var out []string
+	for name := range seen {
+		if name != "loss" {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	if seen["loss"] {
+		out = append([]string{"loss"}, out...)
+	}
+	return out, nil
+}
 
 func curveSection(st *store.Store, configs []string, by map[string][]trialInfo, out string) (*section, error) {
-	sec := &section{title: "Training curves", text: "Each loss term per configuration: the mean over seeds, the band ±1 standard deviation."}
+	sec := &section{title: "Training curves", text: "Each loss term and metric a configuration's method reports: the mean over seeds, the band ±1 standard deviation."}
 	for i, c := range configs {
 		var series []curve
-		for _, m := range curveMetrics {
+		names, err := curveMetricNames(st, by[c])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range names {
 			perStep := map[int][]float64{}
 			for _, t := range by[c] {
 				steps, vals, err := st.Series(t.ID, m)
