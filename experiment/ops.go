@@ -449,6 +449,9 @@ func IdentityFingerprint() string {
 			}
 			js, _ := json.Marshal(spec.Values(cfg, false))
 			fmt.Fprintf(&b, "|%s/%s=%s", s.Name(), impl, js)
+			if u, ok := cfg.(spec.Uses); ok { // sections it leaves out of its trials' identities
+				fmt.Fprintf(&b, " unused=%s", strings.Join(u.Unused(), ","))
+			}
 		}
 	}
 	h := sha256.Sum256([]byte(b.String()))

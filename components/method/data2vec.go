@@ -29,6 +29,10 @@ func (c *Data2VecConfig) sched() nn.Sched {
 	return nn.Sched{From: c.Momentum, To: c.MomentumEnd, Shape: c.MomentumSchedule}
 }
 
+// Unused implements spec.Uses: no targets (the teacher is the target) and no regressor; neither enters
+// the identity of its trials, and setting them beside method.name is an error.
+func (c *Data2VecConfig) Unused() []string { return []string{"targets", "regressor"} }
+
 // Validate checks the section.
 func (c *Data2VecConfig) Validate() error {
 	if c.TopK < 0 {

@@ -31,6 +31,10 @@ func (c *IJEPAConfig) sched() nn.Sched {
 	return nn.Sched{From: c.Momentum, To: c.MomentumEnd, Shape: c.MomentumSchedule}
 }
 
+// Unused implements spec.Uses: no targets (the teacher is the target) and no regressor; neither enters
+// the identity of its trials, and setting them beside method.name is an error.
+func (c *IJEPAConfig) Unused() []string { return []string{"targets", "regressor"} }
+
 // Validate checks the section.
 func (c *IJEPAConfig) Validate() error { return c.sched().Validate("method.momentum", 0, 1) }
 

@@ -246,11 +246,22 @@ type Section interface {
 	Names() []string
 }
 
+// Uses is a section config that says which other sections its trials leave unread (a method that needs no
+// targets and no regressor). An unused section resolves to its "none" implementation when the kind has one
+// (else to its default), enters neither the trial's identity nor its stored spec, and may not be set beside
+// the config that declares it: keys of it from a base spec, or from a sweep axis over that config's own
+// implementation (a zip of methods), are dropped; keys set in the spec's own file or with -set are an error.
+type Uses interface {
+	Unused() []string
+}
+
 // Resolved is a fully resolved trial spec: every section decoded, defaulted and validated.
 type Resolved struct {
 	Name     string
 	File     string
 	Sections map[string]registry.Config
+	// Unused are the sections the trial does not read (Uses): resolved, but out of Tree, Canonical and Hash.
+	Unused map[string]bool
 	// Point is the sweep point that made this trial (dotted key -> value), for display.
 	Point map[string]any
 	// Origin says where each "section.key" was set (file:line), for errors about several keys at once.
@@ -370,7 +381,72 @@ func (r *Raw) Resolve(tree map[string]any, point map[string]any, sections []Sect
 		}
 		res.Sections[s.Name()] = cfg
 	}
+	if err := r.applyUnused(res, tree, point, sections); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// applyUnused resolves the sections a config declares unused (Uses) to their "none" implementation (or
+// default), refusing them when they were set beside the declaring config (see Uses).
+func (r *Raw) applyUnused(res *Resolved, tree map[string]any, point map[string]any, sections []Section) error {
+	for _, decl := range sections {
+		u, ok := res.Sections[decl.Name()].(Uses)
+		if !ok {
+			continue
+		}
+		implKey := decl.Name() + ".name"
+		impl, _ := Values(res.Sections[decl.Name()], false)["name"].(string)
+		for _, name := range u.Unused() {
+			var s Section
+			for _, x := range sections {
+				if x.Name() == name {
+					s = x
+				}
+			}
+			if s == nil || name == decl.Name() {
+				return fmt.Errorf("spec: %s %q declares %q unused, which is not another section", decl.Name(), impl, name)
+			}
+			sec, _ := tree[name].(map[string]any)
+			keys := make([]string, 0, len(sec))
+			for k := range sec {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			_, declSwept := point[implKey]
+			for _, k := range keys {
+				o := r.origin(name+"."+k, point)
+				explicit := o == "-set" || (o == r.File && o != "") || (strings.HasPrefix(o, "sweep:") && !declSwept)
+				if explicit {
+					return r.errAt(name, k, fmt.Sprintf("%s.%s: %s %q does not use [%s]; remove it (the section enters no identity of this %s)", name, k, implKey, impl, name, decl.Name()))
+				}
+			}
+			pick := s.Default()
+			for _, n := range s.Names() {
+				if n == "none" {
+					pick = "none"
+				}
+			}
+			cfg, err := s.New(pick)
+			if err != nil {
+				return r.errAt(name, "name", err.Error())
+			}
+			if err := cfg.Validate(); err != nil {
+				return r.errAt(name, "", err.Error())
+			}
+			res.Sections[name] = cfg
+			for k := range res.Origin {
+				if strings.HasPrefix(k, name+".") {
+					delete(res.Origin, k)
+				}
+			}
+			if res.Unused == nil {
+				res.Unused = map[string]bool{}
+			}
+			res.Unused[name] = true
+		}
+	}
+	return nil
 }
 
 // locate names where the other keys a validation message mentions were set, when that is another place than
@@ -478,7 +554,9 @@ func cleanTypeErr(err error) string {
 func (res *Resolved) Tree(exec bool) map[string]any {
 	m := map[string]any{"name": res.Name}
 	for k, v := range res.Sections {
-		m[k] = Values(v, exec)
+		if !res.Unused[k] {
+			m[k] = Values(v, exec)
+		}
 	}
 	return m
 }
