@@ -149,7 +149,7 @@ var loaders = map[string]loadFn{}
 func register(name, doc string, fn loadFn, newConfig func() Source) {
 	loaders[name] = fn
 	Registry.Register(registry.Entry[*Dataset]{
-		Name: name, Doc: doc,
+		Name: name, Doc: doc, Default: name == "mnist", // the embedded default: needs nothing on a fresh machine
 		NewConfig: func() registry.Config { return newConfig() },
 		Build:     func(cfg registry.Config) (*Dataset, error) { return Load(cfg.(Source).Data()) },
 	})

@@ -100,16 +100,17 @@ type Kind interface {
 	Doc(name string) string
 }
 
-// Kinds are the component kinds, in spec order, with their defaults.
+// Kinds are the component kinds, in spec order; each implementation says at registration whether it is its
+// kind's default (registry.Entry.Default), so nothing here writes to a registry.
 func Kinds() []Kind {
 	return []Kind{
-		data.Registry.WithDefault("mnist"),
-		masking.Registry.WithDefault("block"),
-		targets.Registry.WithDefault("pixel"),
-		encoder.Registry.WithDefault("vit"),
-		regressor.Registry.WithDefault("cae"),
-		decoder.Registry.WithDefault("transformer"),
-		method.Registry.WithDefault("cae"),
+		data.Registry,
+		masking.Registry,
+		targets.Registry,
+		encoder.Registry,
+		regressor.Registry,
+		decoder.Registry,
+		method.Registry,
 	}
 }
 

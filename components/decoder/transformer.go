@@ -19,7 +19,7 @@ func (c *TransformerConfig) Validate() error { return c.StackConfig.Validate("de
 
 func init() {
 	Registry.Register(registry.Entry[Decoder]{
-		Name: "transformer", Doc: "CAE's decoder: self-attention blocks over the masked tokens only (+ their positions), LayerNorm, head",
+		Name: "transformer", Default: true, Doc: "CAE's decoder: self-attention blocks over the masked tokens only (+ their positions), LayerNorm, head",
 		NewConfig: func() registry.Config {
 			return &TransformerConfig{Name: "transformer", StackConfig: nn.StackConfig{Depth: 2, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}}
 		},

@@ -56,7 +56,7 @@ var Registry = registry.NewKind[Encoder]("encoder", "mimlab/components/encoder")
 
 func init() {
 	Registry.Register(registry.Entry[Encoder]{
-		Name: "vit", Doc: "pre-LN ViT with LayerScale, q/v bias, exact GELU, fixed 2-D sin-cos positions",
+		Name: "vit", Default: true, Doc: "pre-LN ViT with LayerScale, q/v bias, exact GELU, fixed 2-D sin-cos positions",
 		NewConfig: func() registry.Config {
 			return &Config{Name: "vit", Dim: 64, Depth: 4, Heads: 4, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}
 		},

@@ -35,7 +35,7 @@ func (c *BlockConfig) Validate() error {
 
 func init() {
 	Registry.Register(registry.Entry[Strategy]{
-		Name: "block", Doc: "BEiT block-wise masking with CAE's exact count (min_block, aspect range, 10 attempts per block)",
+		Name: "block", Default: true, Doc: "BEiT block-wise masking with CAE's exact count (min_block, aspect range, 10 attempts per block)",
 		NewConfig: func() registry.Config {
 			return &BlockConfig{Name: "block", NumMasked: 24, MinBlock: 4, MinAspect: 0.3}
 		},

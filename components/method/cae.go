@@ -29,7 +29,7 @@ func (c *CAEConfig) Validate() error {
 
 func init() {
 	Registry.Register(registry.Entry[Method]{
-		Name: "cae", Doc: "Context Autoencoder: encoder on visible patches, latent regressor, decoder on Z_m, alignment loss",
+		Name: "cae", Default: true, Doc: "Context Autoencoder: encoder on visible patches, latent regressor, decoder on Z_m, alignment loss",
 		NewConfig: func() registry.Config { return &CAEConfig{Name: "cae", AlignWeight: 2} },
 		Build:     func(c registry.Config) (Method, error) { return CAE{*c.(*CAEConfig)}, nil },
 	})

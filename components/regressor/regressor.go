@@ -52,7 +52,7 @@ var Registry = registry.NewKind[*Regressor]("regressor", "mimlab/components/regr
 
 func init() {
 	Registry.Register(registry.Entry[*Regressor]{
-		Name: "cae", Doc: "CAE's latent contextual regressor (cross-attention blocks, Z_v never updated)",
+		Name: "cae", Default: true, Doc: "CAE's latent contextual regressor (cross-attention blocks, Z_v never updated)",
 		NewConfig: func() registry.Config {
 			return &Config{Name: "cae", StackConfig: nn.StackConfig{Depth: 2, MLPRatio: 4, LayerScale: 0.1, DropPath: 0.1}}
 		},

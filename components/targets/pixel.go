@@ -17,7 +17,7 @@ func (c *PixelConfig) Validate() error { return nil }
 
 func init() {
 	Registry.Register(registry.Entry[Factory]{
-		Name: "pixel", Doc: "each masked patch's pixels (normalize = true: per-patch normalised, MAE's norm_pix_loss), MSE",
+		Name: "pixel", Default: true, Doc: "each masked patch's pixels (normalize = true: per-patch normalised, MAE's norm_pix_loss), MSE",
 		NewConfig: func() registry.Config { return &PixelConfig{Name: "pixel"} },
 		Build:     func(c registry.Config) (Factory, error) { return pixelFactory{*c.(*PixelConfig)}, nil },
 	})

@@ -28,6 +28,8 @@ type Entry[T any] struct {
 	NewConfig func() Config
 	// Build makes the component from a validated config.
 	Build func(cfg Config) (T, error)
+	// Default makes this the implementation a spec gets when its section names none (one per kind).
+	Default bool
 }
 
 // Kind is the registry of one component kind (masking, encoder, ...).
@@ -44,14 +46,21 @@ func NewKind[T any](name, hint string) *Kind[T] {
 	return &Kind[T]{name: name, hint: hint, entries: map[string]Entry[T]{}}
 }
 
-// WithDefault sets the implementation a spec gets when its section names none.
+// WithDefault sets the implementation a spec gets when its section names none, for a kind built in a test;
+// components declare theirs at registration (Entry.Default). Like Register, it belongs to init time.
 func (k *Kind[T]) WithDefault(name string) *Kind[T] {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.def = name
 	return k
 }
 
 // Default is the implementation used when the section gives no name.
-func (k *Kind[T]) Default() string { return k.def }
+func (k *Kind[T]) Default() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.def
+}
 
 // New returns a fresh default config of implementation name.
 func (k *Kind[T]) New(name string) (Config, error) {
@@ -88,6 +97,12 @@ func (k *Kind[T]) Register(e Entry[T]) {
 	defer k.mu.Unlock()
 	if _, dup := k.entries[e.Name]; dup {
 		panic(fmt.Sprintf("registry: %s %q registered twice", k.name, e.Name))
+	}
+	if e.Default {
+		if k.def != "" {
+			panic(fmt.Sprintf("registry: %s %q and %q both registered as the default", k.name, k.def, e.Name))
+		}
+		k.def = e.Name
 	}
 	k.entries[e.Name] = e
 }
