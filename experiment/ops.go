@@ -48,16 +48,39 @@ func Plan(files, overrides []string) ([]Planned, error) {
 			return nil, err
 		}
 		for _, t := range ts {
-			if err := CheckCross(t.Resolved); err != nil {
-				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
-			}
-			if err := CheckMemory(t.Resolved, avail); err != nil {
+			if err := CheckTrial(t.Resolved, avail); err != nil {
 				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
 			}
 		}
 		out = append(out, Planned{raw, ts})
 	}
 	return out, nil
+}
+
+// CheckTrial is the plan's check of one resolved trial beyond what resolving checks (values, names): the
+// components' cross-checks and the memory estimate against avail bytes (0 = unbounded). A worker runs the
+// same check on every spec it reads from the database, so a row cannot run what the plan would refuse.
+func CheckTrial(res *spec.Resolved, avail uint64) error {
+	if err := CheckCross(res); err != nil {
+		return err
+	}
+	return CheckMemory(res, avail)
+}
+
+// CheckStored resolves a spec read from the database and checks it as Plan checks a spec file's trials.
+func CheckStored(js string) (*spec.Resolved, error) {
+	res, err := ResolveStored(js)
+	if err != nil {
+		return nil, err
+	}
+	avail, err := AvailableBytes()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckTrial(res, avail); err != nil {
+		return nil, fmt.Errorf("stored spec refused, as sweep plan would refuse it: %w", err)
+	}
+	return res, nil
 }
 
 // PointJSON is a trial's sweep point as stored (a JSON object of the swept keys and values).
@@ -503,6 +526,11 @@ func Reidentify(st *store.Store, runs string, log io.Writer) error {
 		fmt.Fprintf(log, "sweep: %d trials of %s moved to today's identities (old hashes kept in trials.legacy_hash)\n", len(moves), st.Path)
 	}
 	for _, m := range moves {
+		if !store.ValidHash(m.OldHash) || !store.ValidHash(m.NewHash) {
+			// A path is built from validated parts only: a stored hash such as "../victim" links nothing.
+			fmt.Fprintf(log, "sweep: trial %d: its stored identity %q is not 16 hex digits: its runs folder is not linked\n", m.ID, m.OldHash)
+			continue
+		}
 		oldDir, newDir := filepath.Join(runs, m.OldHash), filepath.Join(runs, m.NewHash)
 		if _, err := os.Stat(oldDir); err != nil {
 			continue

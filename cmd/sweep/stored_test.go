@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// What a worker reads from the database passes the plan's checks before anything runs, and the paths it
+// writes to are built from validated parts only: a row cannot make a worker run what `plan` would refuse,
+// nor write outside --runs.
+func TestWorkerChecksStoredTrials(t *testing.T) {
+	cases := []struct {
+		name string
+		// tamper edits the registered database and runs folder; env is the worker's extra environment.
+		tamper func(t *testing.T, dir, db string)
+		env    []string
+		state  string // the trial's state after the worker
+		linked bool   // the tamper made a link of its own
+		want   string // in the trial's error (state failed) or the worker's output
+	}{
+		{name: "more memory than the worker has", env: []string{"MIMLAB_MAX_MEMORY=1K"}, state: "failed",
+			want: "as sweep plan would refuse it: stored spec: one trial needs about"},
+		{name: "a hash of ../victim with a stale identity fingerprint", state: "done", want: `stored identity "../victim" is not 16 hex digits`,
+			tamper: func(t *testing.T, dir, db string) {
+				d := openDB(t, db)
+				for _, q := range []string{`UPDATE trials SET hash = '../victim'`, `UPDATE meta SET value = 'stale' WHERE key = 'identity'`} {
+					if _, err := d.Exec(q); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}},
+		{name: "a trial folder linked outside the runs folder", state: "failed", linked: true, want: `is a link to "../victim"`,
+			tamper: func(t *testing.T, dir, db string) {
+				var hash string
+				openDB(t, db).QueryRow(`SELECT hash FROM trials`).Scan(&hash)
+				os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
+				if err := os.Symlink("../victim", filepath.Join(dir, "runs", hash)); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := filepath.Join(dir, "results.db")
+			victim := filepath.Join(dir, "victim")
+			os.MkdirAll(victim, 0o755)
+			os.WriteFile(filepath.Join(victim, ".keep.tmp-1"), []byte("mine"), 0o644)
+			p := writeSpec(t, dir, "tiny.toml", fmt.Sprintf(tiny, 4, "[1]"))
+			if out, err := sweepCmd(context.Background(), dir, "run", "--register-only", "--db", db, p).CombinedOutput(); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if c.tamper != nil {
+				c.tamper(t, dir, db)
+			}
+			w := sweepCmd(context.Background(), dir, "worker", "--db", db, "--runs", filepath.Join(dir, "runs"), "--backend", "go")
+			w.Env = append(w.Env, c.env...)
+			out, _ := w.CombinedOutput()
+			var state, reason string
+			var metrics int
+			d := openDB(t, db)
+			d.QueryRow(`SELECT state, COALESCE(error, '') FROM trials`).Scan(&state, &reason)
+			d.QueryRow(`SELECT COUNT(*) FROM metrics`).Scan(&metrics)
+			if state != c.state || !strings.Contains(reason+string(out), c.want) {
+				t.Fatalf("trial %s (%q), want %s saying %q; worker:\n%s", state, reason, c.state, c.want, out)
+			}
+			if state == "failed" && metrics > 0 {
+				t.Errorf("a refused trial logged %d metrics", metrics)
+			}
+			entries, _ := os.ReadDir(victim)
+			if len(entries) != 1 {
+				t.Errorf("the worker wrote or removed files outside --runs: %s holds %v", victim, entries)
+			}
+			links, _ := filepath.Glob(filepath.Join(dir, "runs", "*"))
+			for _, l := range links {
+				if target, err := os.Readlink(l); err == nil && strings.Contains(target, "victim") && !c.linked {
+					t.Errorf("%s links to %s", l, target)
+				}
+			}
+		})
+	}
+}
