@@ -43,7 +43,7 @@ const usage = `usage:
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME] [--full]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
-  sweep export --table trials|metrics|evals|attempts [--format csv|parquet] [-o FILE] [--db results.db]
+  sweep export --table trials|metrics|evals|attempts [--format csv|parquet] [--csv-exact] [-o FILE] [--db results.db]
   sweep worker [--db results.db] [--runs runs] [--sweep NAME[,NAME...]] [--device cpu|cuda] [--backend B] [-j auto|N] [--threads T]
                                   claim and run trials from the database alone (specs are read from it)
   sweep submit --slurm [--db postgres://...] [--runs SHARED/runs] [--array-parallel K] [--array-size N] [--partition P]
@@ -468,7 +468,7 @@ func cmdStatus(args []string) error {
 func colWidth(name string) int { return max(len(name), 8) }
 
 // exportTable writes one table of the results database as CSV or Parquet (to stdout without -o).
-func exportTable(db, table, format, out string) error {
+func exportTable(db, table, format, out string, o export.Options) error {
 	if !contains(export.Tables, table) {
 		return exitErr{2, fmt.Errorf("--table %q: allowed values are %s", table, strings.Join(export.Tables, ", "))}
 	}
@@ -481,7 +481,7 @@ func exportTable(db, table, format, out string) error {
 	}
 	defer st.Close()
 	if out == "" {
-		if _, err := export.Table(st, table, format, os.Stdout); err != nil {
+		if _, err := export.TableWith(st, table, format, os.Stdout, o); err != nil {
 			return fmt.Errorf("exporting %s from %s: %w", table, st.Path, err)
 		}
 		return nil
@@ -489,7 +489,7 @@ func exportTable(db, table, format, out string) error {
 	// Written to a temporary name and renamed, so a reader never sees half a file.
 	var n int
 	if err := files.WriteAtomic(out, func(w io.Writer) (err error) {
-		n, err = export.Table(st, table, format, w)
+		n, err = export.TableWith(st, table, format, w, o)
 		return err
 	}); err != nil {
 		return fmt.Errorf("exporting %s from %s: %w", table, st.Path, err)
@@ -509,11 +509,12 @@ func cmdExport(args []string) error {
 	runs := fs.String("runs", "runs", "folder of checkpoints")
 	table := fs.String("table", "", "trials, metrics, evals or attempts: write a whole table (with --format and -o)")
 	format := fs.String("format", "csv", "csv or parquet, for --table")
+	csvExact := fs.Bool("csv-exact", false, "write CSV text cells exactly as stored (default: a cell beginning with = + - @ gets a leading ' so that a spreadsheet does not run it as a formula)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *table != "" {
-		return exportTable(*db, *table, *format, *out)
+		return exportTable(*db, *table, *format, *out, export.Options{ExactCSV: *csvExact})
 	}
 	if *id == 0 || (*weights == "") == (*features == "") {
 		return exitErr{2, fmt.Errorf("export needs --trial ID and one of --weights FILE or --features train|test -o FILE\n%s", usage)}
