@@ -551,6 +551,9 @@ type Export struct {
 	Weights  string // .safetensors path, or ""
 	Features string // "train" or "test", or ""
 	Out      string // .npy path for Features
+	// CheckpointSHA is the sha256 the database recorded for the trial's checkpoint ("" when none is): a
+	// checkpoint on disk that does not match it is not exported.
+	CheckpointSHA string
 }
 
 // ExportTrial runs an Export for trial tr, on backend be; it returns a line saying what it wrote.
@@ -566,6 +569,17 @@ func ExportTrial(env *Env, tr *store.Trial, x Export) (string, error) {
 	}
 	defer t.Close()
 	t.FindDir(tr.LegacyHash)
+	if x.CheckpointSHA != "" {
+		// The file must be the one the database recorded: another one (damaged, or written by a worker
+		// after it lost its lease) would export weights of a step the trial's record does not hold.
+		got, err := runner.FileSHA(t.checkpointPath())
+		if err != nil {
+			return "", fmt.Errorf("trial %d: checkpoint: %w", tr.ID, err)
+		}
+		if got != x.CheckpointSHA {
+			return "", fmt.Errorf("trial %d: checkpoint %s does not match the sha256 recorded for it (file %s, recorded %s): not exported (a damaged file, or one written after its worker lost the trial)", tr.ID, t.checkpointPath(), got[:12], x.CheckpointSHA[:min(12, len(x.CheckpointSHA))])
+		}
+	}
 	set, params, step, err := t.LoadTrained()
 	if err != nil {
 		return "", err

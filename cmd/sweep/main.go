@@ -538,7 +538,14 @@ func cmdExport(args []string) error {
 	if err != nil {
 		return err
 	}
-	msg, err := experiment.ExportTrial(experiment.NewEnv(be, name, *runs, os.Stderr), tr, experiment.Export{Weights: *weights, Features: *features, Out: *out})
+	sha, err := st.ArtifactSHA(tr.ID, "checkpoint")
+	if err != nil {
+		return err
+	}
+	if sha == "" {
+		fmt.Fprintf(os.Stderr, "sweep export: trial %d has no checkpoint sha256 recorded; its checkpoint is exported unverified\n", tr.ID)
+	}
+	msg, err := experiment.ExportTrial(experiment.NewEnv(be, name, *runs, os.Stderr), tr, experiment.Export{Weights: *weights, Features: *features, Out: *out, CheckpointSHA: sha})
 	if err != nil {
 		return err
 	}

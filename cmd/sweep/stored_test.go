@@ -84,3 +84,38 @@ func TestWorkerChecksStoredTrials(t *testing.T) {
 		})
 	}
 }
+
+// `sweep export` of a trial whose checkpoint is not the file the database recorded (a flipped bit: still a
+// valid safetensors file) refuses, naming the mismatch; the recorded file exports.
+func TestExportVerifiesTheCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "results.db")
+	p := writeSpec(t, dir, "tiny.toml", fmt.Sprintf(tiny, 4, "[1]"))
+	if out, err := sweepCmd(context.Background(), dir, "run", "--db", db, p).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var hash string
+	openDB(t, db).QueryRow(`SELECT hash FROM trials`).Scan(&hash)
+	export := func() (string, error) {
+		out, err := sweepCmd(context.Background(), dir, "export", "--db", db, "--trial", "1", "--weights", filepath.Join(dir, "enc.safetensors"), "--backend", "go").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := export(); err != nil {
+		t.Fatalf("exporting the recorded checkpoint: %v\n%s", err, out)
+	}
+	ck := filepath.Join(dir, "runs", hash, "checkpoint.safetensors")
+	b, err := os.ReadFile(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-5] ^= 0xff
+	os.WriteFile(ck, b, 0o644)
+	os.Remove(filepath.Join(dir, "enc.safetensors"))
+	out, err := export()
+	if err == nil || !strings.Contains(out, "does not match the sha256 recorded for it") {
+		t.Fatalf("export of a changed checkpoint: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "enc.safetensors")); err == nil {
+		t.Error("the refused export wrote its file")
+	}
+}
