@@ -64,6 +64,12 @@ func CheckTrial(res *spec.Resolved, avail uint64) error {
 	if err := CheckCross(res); err != nil {
 		return err
 	}
+	// A batch no training split can fill is known before any image is read when the dataset's size is.
+	if d := Typed(res).Data; d.BatchSize > 0 {
+		if n, ok := d.TrainSizeBound(); ok && d.BatchSize > n {
+			return &spec.Error{File: res.File, Msg: fmt.Sprintf("data.batch_size = %d: larger than the %d training images of %s (num_train, train_limit), so no batch can be drawn: lower data.batch_size to at most %d", d.BatchSize, n, d.Name, n)}
+		}
+	}
 	return CheckMemory(res, avail)
 }
 

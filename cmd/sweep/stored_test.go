@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,5 +118,40 @@ func TestExportVerifiesTheCheckpoint(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "enc.safetensors")); err == nil {
 		t.Error("the refused export wrote its file")
+	}
+}
+
+// A batch larger than a training split whose size the spec tells is refused by plan (exit 2, the key named),
+// not at run time; a batch that fits is planned.
+func TestBatchLargerThanAKnownDataset(t *testing.T) {
+	cases := []struct {
+		name string
+		sets []string
+		want string // "" = planned
+	}{
+		{"synthetic num_train", []string{"data.batch_size=65"}, "data.batch_size = 65: larger than the 64 training images of synthetic"},
+		{"train_limit", []string{"data.train_limit=20", "data.batch_size=21"}, "data.batch_size = 21: larger than the 20 training images"},
+		{"within train_limit", []string{"data.train_limit=20", "data.batch_size=20"}, ""},
+		{"mnist as shipped", []string{"data.name=mnist", "data.image_size=28", "data.batch_size=60001"}, "data.batch_size = 60001: larger than the 60000 training images of mnist"},
+	}
+	dir := t.TempDir()
+	p := writeSpec(t, dir, "tiny.toml", fmt.Sprintf(tiny, 4, "[1]"))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := []string{"plan"}
+			for _, s := range c.sets {
+				args = append(args, "-set", s)
+			}
+			out, err := sweepCmd(context.Background(), dir, append(args, p)...).CombinedOutput()
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v\n%s", err, out)
+				}
+				return
+			}
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+				t.Fatalf("exit %v, want 2 saying %q:\n%s", err, c.want, out)
+			}
+		})
 	}
 }
