@@ -128,6 +128,24 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// TrainSizeBound is an upper bound on the training split's size when the config alone tells it (synthetic:
+// num_train; mnist and fashion-mnist as shipped: 60,000), lowered by train_limit; ok is false when only
+// reading the data tells (imagefolder, idx files under data.root).
+func (c *Config) TrainSizeBound() (n int, ok bool) {
+	switch {
+	case c.Name == "synthetic":
+		n = c.NumTrain
+	case (c.Name == "mnist" || c.Name == "fashion-mnist") && c.Root == "":
+		n = 60000
+	default:
+		return 0, false
+	}
+	if c.TrainLimit > 0 && c.TrainLimit < n {
+		n = c.TrainLimit
+	}
+	return n, true
+}
+
 func largestDivisor(n, upTo int) int {
 	for p := upTo; p > 1; p-- {
 		if n%p == 0 {

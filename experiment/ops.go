@@ -48,16 +48,45 @@ func Plan(files, overrides []string) ([]Planned, error) {
 			return nil, err
 		}
 		for _, t := range ts {
-			if err := CheckCross(t.Resolved); err != nil {
-				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
-			}
-			if err := CheckMemory(t.Resolved, avail); err != nil {
+			if err := CheckTrial(t.Resolved, avail); err != nil {
 				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
 			}
 		}
 		out = append(out, Planned{raw, ts})
 	}
 	return out, nil
+}
+
+// CheckTrial is the plan's check of one resolved trial beyond what resolving checks (values, names): the
+// components' cross-checks and the memory estimate against avail bytes (0 = unbounded). A worker runs the
+// same check on every spec it reads from the database, so a row cannot run what the plan would refuse.
+func CheckTrial(res *spec.Resolved, avail uint64) error {
+	if err := CheckCross(res); err != nil {
+		return err
+	}
+	// A batch no training split can fill is known before any image is read when the dataset's size is.
+	if d := Typed(res).Data; d.BatchSize > 0 {
+		if n, ok := d.TrainSizeBound(); ok && d.BatchSize > n {
+			return &spec.Error{File: res.File, Msg: fmt.Sprintf("data.batch_size = %d: larger than the %d training images of %s (num_train, train_limit), so no batch can be drawn: lower data.batch_size to at most %d", d.BatchSize, n, d.Name, n)}
+		}
+	}
+	return CheckMemory(res, avail)
+}
+
+// CheckStored resolves a spec read from the database and checks it as Plan checks a spec file's trials.
+func CheckStored(js string) (*spec.Resolved, error) {
+	res, err := ResolveStored(js)
+	if err != nil {
+		return nil, err
+	}
+	avail, err := AvailableBytes()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckTrial(res, avail); err != nil {
+		return nil, fmt.Errorf("stored spec refused, as sweep plan would refuse it: %w", err)
+	}
+	return res, nil
 }
 
 // PointJSON is a trial's sweep point as stored (a JSON object of the swept keys and values).
@@ -506,6 +535,11 @@ func Reidentify(st *store.Store, runs string, log io.Writer) error {
 		fmt.Fprintf(log, "sweep: %d trials of %s moved to today's identities (old hashes kept in trials.legacy_hash)\n", len(moves), st.Path)
 	}
 	for _, m := range moves {
+		if !store.ValidHash(m.OldHash) || !store.ValidHash(m.NewHash) {
+			// A path is built from validated parts only: a stored hash such as "../victim" links nothing.
+			fmt.Fprintf(log, "sweep: trial %d: its stored identity %q is not 16 hex digits: its runs folder is not linked\n", m.ID, m.OldHash)
+			continue
+		}
 		oldDir, newDir := filepath.Join(runs, m.OldHash), filepath.Join(runs, m.NewHash)
 		if _, err := os.Stat(oldDir); err != nil {
 			continue
@@ -526,6 +560,9 @@ type Export struct {
 	Weights  string // .safetensors path, or ""
 	Features string // "train" or "test", or ""
 	Out      string // .npy path for Features
+	// CheckpointSHA is the sha256 the database recorded for the trial's checkpoint ("" when none is): a
+	// checkpoint on disk that does not match it is not exported.
+	CheckpointSHA string
 }
 
 // ExportTrial runs an Export for trial tr, on backend be; it returns a line saying what it wrote.
@@ -541,6 +578,17 @@ func ExportTrial(env *Env, tr *store.Trial, x Export) (string, error) {
 	}
 	defer t.Close()
 	t.FindDir(tr.LegacyHash)
+	if x.CheckpointSHA != "" {
+		// The file must be the one the database recorded: another one (damaged, or written by a worker
+		// after it lost its lease) would export weights of a step the trial's record does not hold.
+		got, err := runner.FileSHA(t.checkpointPath())
+		if err != nil {
+			return "", fmt.Errorf("trial %d: checkpoint: %w", tr.ID, err)
+		}
+		if got != x.CheckpointSHA {
+			return "", fmt.Errorf("trial %d: checkpoint %s does not match the sha256 recorded for it (file %s, recorded %s): not exported (a damaged file, or one written after its worker lost the trial)", tr.ID, t.checkpointPath(), got[:12], x.CheckpointSHA[:min(12, len(x.CheckpointSHA))])
+		}
+	}
 	set, params, step, err := t.LoadTrained()
 	if err != nil {
 		return "", err

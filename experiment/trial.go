@@ -45,6 +45,10 @@ func (e *Env) Prepare(hash string) (*Trial, error) {
 	if !store.ValidHash(hash) {
 		return nil, fmt.Errorf("trial hash %q is not 16 hex digits (a damaged database?)", hash)
 	}
+	dir, err := runDir(e.RunsDir, hash)
+	if err != nil {
+		return nil, err
+	}
 	res, err := e.spec(hash)
 	if err != nil {
 		return nil, err
@@ -85,7 +89,7 @@ func (e *Env) Prepare(hash string) (*Trial, error) {
 			return nil, err
 		}
 	}
-	return &Trial{Cfg: c, Data: ds, Model: m, Mask: strat, Dir: filepath.Join(e.RunsDir, hash), env: e}, nil
+	return &Trial{Cfg: c, Data: ds, Model: m, Mask: strat, Dir: dir, env: e}, nil
 }
 
 func closeTarget(t targets.Target) {
@@ -317,7 +321,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	if _, err := e.spec(st.Hash); err != nil {
 		// A worker that did not expand this trial's spec (another host, an edited spec file): the stored
 		// spec is the trial's definition.
-		res, err := ResolveStored(st.Spec)
+		res, err := CheckStored(st.Spec)
 		if err != nil {
 			return fmt.Errorf("trial %d: %w", st.ID, err)
 		}

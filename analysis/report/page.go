@@ -78,14 +78,14 @@ figcaption{font-size:13px;color:#555;max-width:560px}</style></head><body>` + "\
 // markdown renders the tables (and figure links) as Markdown.
 func (p *page) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# %s\n\nFrom `%s`.\n", p.title, p.db)
+	fmt.Fprintf(&b, "# %s\n\nFrom %s.\n", mdText(p.title), mdText(p.db))
 	for _, s := range p.sections {
-		fmt.Fprintf(&b, "\n## %s\n\n%s\n", s.title, s.text)
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n", mdText(s.title), mdText(s.text))
 		for _, t := range s.tables {
 			t.markdown(&b)
 		}
 		for _, f := range s.images {
-			fmt.Fprintf(&b, "\n![%s](%s)\n", f.caption, f.src)
+			fmt.Fprintf(&b, "\n![%s](<%s>)\n", mdText(f.caption), strings.NewReplacer("<", "%3C", ">", "%3E", "\n", "%0A").Replace(f.src))
 		}
 	}
 	return b.String()
@@ -99,7 +99,28 @@ func (t table) markdown(b *strings.Builder) {
 	}
 }
 
-// mdCells escapes what would break a Markdown table row: pipes, line breaks, other control characters.
+// mdText escapes text (names from the database among it) for a Markdown heading, paragraph or caption, as
+// the HTML page escapes it: control characters and line breaks become spaces (a name cannot start a heading
+// or a block of its own), and the characters that would make markup of it (a link, inline HTML, code, a
+// table, emphasis) are backslash-escaped.
+func mdText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case spec.Hidden(r):
+			b.WriteByte(' ')
+		case strings.ContainsRune("\\`*[]<>|", r):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// mdCells escapes what would break a Markdown table row: pipes, line breaks, other control characters, and
+// the angle brackets of inline HTML (a name such as <script> from a hostile row).
 func mdCells(cells []string) []string {
 	out := make([]string, len(cells))
 	for i, c := range cells {
@@ -108,7 +129,7 @@ func mdCells(cells []string) []string {
 				return ' '
 			}
 			return r
-		}, strings.ReplaceAll(c, "|", "\\|"))
+		}, strings.NewReplacer("|", "\\|", "<", "\\<", ">", "\\>").Replace(c))
 	}
 	return out
 }

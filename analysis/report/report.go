@@ -53,7 +53,7 @@ func State(db string) (string, error) {
 	var n int
 	var last sql.NullFloat64
 	if err := st.Scan(`SELECT COUNT(*), MAX(finished_at) FROM trials WHERE state = 'done'`, nil, &n, &last); err != nil {
-		return "", fmt.Errorf("%s: %w", db, err)
+		return "", fmt.Errorf("%s: %w", st.Path, err)
 	}
 	return fmt.Sprintf("%d/%v", n, last.Float64), nil
 }
@@ -313,8 +313,8 @@ func labeler(sweep string) func(store.Trial) string {
 
 // Generate writes the report.
 func Generate(opt Options) error {
-	if !store.Exists(opt.DB) {
-		return fmt.Errorf("--db %s: no such results database (run `sweep run` first)", opt.DB)
+	if err := store.CheckExists(opt.DB); err != nil {
+		return err
 	}
 	st, err := store.OpenForReading(opt.DB)
 	if err != nil {
@@ -334,7 +334,7 @@ func Generate(opt Options) error {
 			return err
 		}
 		// only probes along training so far (a long sweep still running)
-		p := &page{title: "mimlab report", db: opt.DB, refresh: opt.Refresh}
+		p := &page{title: "mimlab report", db: st.Path, refresh: opt.Refresh}
 		p.add(along)
 		if err := p.write(filepath.Join(opt.Out, "index.html")); err != nil {
 			return err
@@ -347,7 +347,7 @@ func Generate(opt Options) error {
 		fmt.Fprintf(opt.Log, "report: wrote %s (no trial finished yet: probes along training only)\n", filepath.Join(opt.Out, "index.html"))
 		return nil
 	}
-	p := &page{title: "mimlab report", db: opt.DB, refresh: opt.Refresh}
+	p := &page{title: "mimlab report", db: st.Path, refresh: opt.Refresh}
 	step := 0
 	total := 3 + len(configs)
 	progress := func(what string) {

@@ -76,8 +76,8 @@ func blockIn(sweep string, only []string) bool {
 // into different databases). It returns the sweeps it handled; a check that finds a difference returns an
 // error naming the sweep and the first differing line.
 func ResultsDoc(db, path string, check bool, only ...string) ([]string, error) {
-	if !store.Exists(db) {
-		return nil, fmt.Errorf("--db %s: no such results database", db)
+	if err := store.CheckExists(db); err != nil {
+		return nil, err
 	}
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -105,7 +105,7 @@ func ResultsDoc(db, path string, check bool, only ...string) ([]string, error) {
 			return m
 		}
 		if check && g[3] != tabs && firstErr == nil {
-			firstErr = fmt.Errorf("%s, block sweep=%s differs from %s: %s", path, sweep, db, firstDiff(g[3], tabs))
+			firstErr = fmt.Errorf("%s, block sweep=%s differs from %s: %s", path, sweep, st.Path, firstDiff(g[3], tabs))
 		}
 		return g[1] + tabs + g[4]
 	})

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"mimlab/analysis/report"
+	"mimlab/framework/store"
 )
 
 func main() {
@@ -48,8 +49,12 @@ func main() {
 			os.Exit(1)
 		}
 		verb := map[bool]string{false: "filled", true: "checked"}[isCheck]
-		fmt.Fprintf(os.Stderr, "report: %s %d table blocks of %s from %s (%s)\n", verb, len(sweeps), path, *db, strings.Join(sweeps, ", "))
+		fmt.Fprintf(os.Stderr, "report: %s %d table blocks of %s from %s (%s)\n", verb, len(sweeps), path, shownDB(*db), strings.Join(sweeps, ", "))
 		return
+	}
+	if fi, err := os.Stat(*runs); err == nil && !fi.IsDir() {
+		fmt.Fprintf(os.Stderr, "report: --runs %s is a file, not the folder of the trials' checkpoints\n", *runs)
+		os.Exit(2)
 	}
 	opt := report.Options{DB: *db, Sweep: *sweep, Out: *out, Markdown: *md, Backend: *backend, Runs: *runs,
 		Figures: !*noFig, TSNEImages: *tsneImages, Log: os.Stderr}
@@ -65,6 +70,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
+}
+
+// shownDB is --db as messages show it: a URL without its password.
+func shownDB(db string) string {
+	if store.IsURL(db) {
+		return store.Redact(db)
+	}
+	return db
 }
 
 // dbDefault is --db's default: $MIMLAB_DB, else results.db.

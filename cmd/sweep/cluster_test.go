@@ -265,6 +265,13 @@ func TestSubmitErrors(t *testing.T) {
 		{"no launcher", []string{"submit", "--db", db, p}, 2, "--slurm"},
 		{"bad time", []string{"submit", "--slurm", "--time", "soon", "--db", db, p}, 2, `--time "soon"`},
 		{"sbatch missing", []string{"submit", "--slurm", "--sbatch", "no-such-sbatch", "--db", db, p}, 1, "no-such-sbatch not found on PATH"},
+		// A newline in any value would add an #SBATCH line: refused before anything is registered.
+		{"partition newline", []string{"submit", "--slurm", "--partition", "ci\n#SBATCH --hold", "--db", db, p}, 2, `--partition "ci\n#SBATCH --hold"`},
+		{"partition words", []string{"submit", "--slurm", "--partition", "ci --hold", "--db", db, p}, 2, "--partition"},
+		{"account newline", []string{"submit", "--slurm", "--account", "lab\n#SBATCH --hold", "--db", db, p}, 2, `--account "lab\n#SBATCH --hold"`},
+		{"runs newline", []string{"submit", "--slurm", "--runs", "r\n#SBATCH --hold", "--db", db, p}, 2, "--runs"},
+		{"sbatch-option newline", []string{"submit", "--slurm", "--sbatch-option=--qos=a\n#SBATCH --hold", "--db", db, p}, 2, "--sbatch-option"},
+		{"sbatch-option array", []string{"submit", "--slurm", "--sbatch-option=--array=0-99", "--db", db, p}, 2, "--array-size"},
 		{"sbatch refuses", []string{"submit", "--slurm", "--sbatch", refuse, "--db", db, p}, 1, "sbatch refused the job (exit 1): sbatch: error: Batch job submission failed: Invalid partition name"},
 	}
 	for _, c := range cases {
@@ -342,5 +349,82 @@ func TestPostgresRestartDuringSweep(t *testing.T) {
 	consistent(t, db, 4)
 	for id := 1; id <= 4; id++ {
 		stepsOnce(t, db, id, steps)
+	}
+}
+
+// requireSlurm skips without a Slurm cluster, except under CI=true, where it fails.
+func requireSlurm(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("sbatch"); err != nil || exec.Command("sinfo", "-h").Run() != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Slurm is required under CI=true (.ci/run starts a single-node cluster): sbatch %v", err)
+		}
+		t.Skip("no Slurm cluster here (.ci/slurm start makes one)")
+	}
+}
+
+// Hostile names and flags on the real sbatch: a spec named like sbatch options, one with a '/', a runs folder
+// with a space, '#' and '%', an account and an extra option with spaces. sbatch gets each value as given (the
+// job is not held, its name has no option in it, its log lands in RUNS/slurm), and the trials run.
+func TestSlurmSubmitHostileValues(t *testing.T) {
+	requireSlurm(t)
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "my runs #1 %x")
+	db := filepath.Join(dir, "results.db")
+	hostile := strings.Replace(fmt.Sprintf(tiny, 4, "[1]"), `name = "tiny"`, `name = "x --comment=pwned --hold"`, 1)
+	slash := strings.Replace(fmt.Sprintf(tiny, 4, "[1]"), `name = "tiny"`, `name = "cae/pixel"`, 1)
+	p1, p2 := writeSpec(t, dir, "hostile.toml", hostile), writeSpec(t, dir, "slash.toml", slash)
+	out, err := sweepCmd(context.Background(), dir, "submit", "--slurm", "--cpus-per-task", "1", "--backend", "go",
+		"--partition", "ci", "--account", "lab.1", "--time", "10", "--sbatch-option=--comment=a b #c --hold",
+		"--db", db, "--runs", runs, p1, p2).Output()
+	if err != nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("submit: %v\n%s%s", err, out, stderr)
+	}
+	id := strings.TrimSpace(string(out))
+	if _, err := strconv.Atoi(id); err != nil {
+		t.Fatalf("submit printed %q, not a job id", out)
+	}
+	t.Cleanup(func() { exec.Command("scancel", id).Run() })
+	show, err := exec.Command("scontrol", "show", "job", id).CombinedOutput()
+	if err != nil {
+		t.Fatalf("scontrol show job %s: %v\n%s", id, err, show)
+	}
+	for _, want := range []string{"JobName=mimlab-x_--comment_pwned_--hold+cae_pixel", "Partition=ci", "Account=lab.1",
+		"Comment=a b #c --hold", "TimeLimit=00:10:00"} {
+		if !regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(want) + `\s`).Match(show) {
+			t.Errorf("sbatch did not get %q:\n%s", want, show)
+		}
+	}
+	if strings.Contains(string(show), "JobHeldUser") || strings.Contains(string(show), "Comment=pwned") {
+		t.Errorf("an option in a name reached sbatch:\n%s", show)
+	}
+	// The tasks run and log into RUNS/slurm (the folder's '%' is not a Slurm file-name pattern).
+	st, err := sql.Open("sqlite3", "file:"+db+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		var done int
+		st.QueryRow(`SELECT COUNT(*) FROM trials WHERE state = 'done'`).Scan(&done)
+		if done == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			q, _ := exec.Command("squeue", "-h", "-r", "-j", id).CombinedOutput()
+			logs, _ := filepath.Glob(filepath.Join(runs, "slurm", "*"))
+			t.Fatalf("%d of 2 trials done after 3 minutes; squeue: %s; logs: %v", done, q, logs)
+		}
+		time.Sleep(time.Second)
+	}
+	logs, _ := filepath.Glob(filepath.Join(runs, "slurm", id+"_*.out"))
+	scripts, _ := filepath.Glob(filepath.Join(runs, "slurm", "mimlab-x_--comment_pwned_--hold+cae_pixel-*.sbatch"))
+	if len(logs) == 0 || len(scripts) != 1 {
+		all, _ := filepath.Glob(filepath.Join(runs, "slurm", "*"))
+		t.Errorf("task logs %v and script %v in RUNS/slurm, want one of each; the folder holds %v", logs, scripts, all)
 	}
 }

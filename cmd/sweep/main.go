@@ -15,13 +15,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"mimlab/experiment"
 	"mimlab/framework/export"
+	"mimlab/framework/files"
 	"mimlab/framework/progress"
 	"mimlab/framework/runner"
 	"mimlab/framework/spec"
@@ -43,12 +43,13 @@ const usage = `usage:
   sweep plan [-set key.path=value]... specs...
   sweep status [--db results.db] [--sweep NAME] [--full]
   sweep export --trial ID (--weights FILE.safetensors | --features train|test -o FILE.npy) [--db results.db]
-  sweep export --table trials|metrics|evals|attempts [--format csv|parquet] [-o FILE] [--db results.db]
+  sweep export --table trials|metrics|evals|attempts [--format csv|parquet] [--csv-exact] [-o FILE] [--db results.db]
   sweep worker [--db results.db] [--runs runs] [--sweep NAME[,NAME...]] [--device cpu|cuda] [--backend B] [-j auto|N] [--threads T]
                                   claim and run trials from the database alone (specs are read from it)
   sweep submit --slurm [--db postgres://...] [--runs SHARED/runs] [--array-parallel K] [--array-size N] [--partition P]
                [--account A] [--time T] [--cpus-per-task C] [--gpus-per-task G] [--sbatch-option=--qos=X]... [--dry-run] specs...
                                   register the specs and launch a Slurm array job of workers (prints the job id)
+  sweep migrate [--db results.db]  bring a database to this mimlab's schema (status, report and export never write)
   sweep list                      every registered component by kind, its keys, defaults and allowed values
   sweep fetch-ort
 `
@@ -81,6 +82,8 @@ func main() {
 		err = cmdList(os.Args[2:])
 	case "worker":
 		err = cmdWorker(os.Args[2:])
+	case "migrate":
+		err = cmdMigrate(os.Args[2:])
 	case "submit":
 		err = cmdSubmit(os.Args[2:])
 	case "fetch-ort":
@@ -92,7 +95,7 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
-		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, list, worker, submit, fetch-ort", os.Args[1])}
+		err = exitErr{2, fmt.Errorf("unknown verb %q; allowed: run, plan, status, export, list, worker, submit, migrate, fetch-ort", os.Args[1])}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sweep:", err)
@@ -242,7 +245,7 @@ func cmdWorker(args []string) error {
 	if *device == "cuda" {
 		be = "cuda"
 	}
-	st, err := openExisting(*db)
+	st, err := openExisting(*db, true)
 	if err != nil {
 		return err
 	}
@@ -359,14 +362,34 @@ func openStore(db string) (*store.Store, error) {
 	return st, nil
 }
 
-func openExisting(db string) (*store.Store, error) {
-	if store.IsURL(db) {
+// openExisting opens a database that must exist already: for reading (status, export: never written, never
+// migrated), or for a worker, which writes and migrates.
+func openExisting(db string, write bool) (*store.Store, error) {
+	if err := store.CheckExists(db); err != nil {
+		return nil, exitErr{2, err}
+	}
+	if write {
 		return openStore(db)
 	}
-	if !store.Exists(db) {
-		return nil, exitErr{2, fmt.Errorf("--db %s: no such results database (run `sweep run` first)", db)}
-	}
 	return store.OpenForReading(db)
+}
+
+// cmdMigrate brings a database to this mimlab's schema (the reading commands never do).
+func cmdMigrate(args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	db := fs.String("db", dbDefault(), "results database: a SQLite file, or postgres://user@host/dbname (default $MIMLAB_DB, else results.db)")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return exitErr{2, fmt.Errorf("migrate takes no arguments besides --db: %v", pos)}
+	}
+	st, err := openExisting(*db, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Fprintf(os.Stderr, "sweep migrate: %s is at this mimlab's schema\n", st.Path)
+	return nil
 }
 
 func cmdStatus(args []string) error {
@@ -377,7 +400,7 @@ func cmdStatus(args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	st, err := openExisting(*db)
+	st, err := openExisting(*db, false)
 	if err != nil {
 		return err
 	}
@@ -445,44 +468,33 @@ func cmdStatus(args []string) error {
 func colWidth(name string) int { return max(len(name), 8) }
 
 // exportTable writes one table of the results database as CSV or Parquet (to stdout without -o).
-func exportTable(db, table, format, out string) error {
+func exportTable(db, table, format, out string, o export.Options) error {
 	if !contains(export.Tables, table) {
 		return exitErr{2, fmt.Errorf("--table %q: allowed values are %s", table, strings.Join(export.Tables, ", "))}
 	}
 	if !contains(export.Formats, format) {
 		return exitErr{2, fmt.Errorf("--format %q: allowed values are %s", format, strings.Join(export.Formats, ", "))}
 	}
-	st, err := openExisting(db)
+	st, err := openExisting(db, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	w := io.Writer(os.Stdout)
-	var f *os.File
-	if out != "" {
-		// Written to a temporary name and renamed, so a reader never sees half a file.
-		if f, err = os.CreateTemp(filepath.Dir(out), ".export-*"); err != nil {
-			return err
+	if out == "" {
+		if _, err := export.TableWith(st, table, format, os.Stdout, o); err != nil {
+			return fmt.Errorf("exporting %s from %s: %w", table, st.Path, err)
 		}
-		defer os.Remove(f.Name())
-		w = f
+		return nil
 	}
-	n, err := export.Table(st, table, format, w)
-	if err != nil {
-		return fmt.Errorf("exporting %s from %s: %w", table, db, err)
+	// Written to a temporary name and renamed, so a reader never sees half a file.
+	var n int
+	if err := files.WriteAtomic(out, func(w io.Writer) (err error) {
+		n, err = export.TableWith(st, table, format, w, o)
+		return err
+	}); err != nil {
+		return fmt.Errorf("exporting %s from %s: %w", table, st.Path, err)
 	}
-	if f != nil {
-		if err := f.Sync(); err != nil {
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		if err := os.Rename(f.Name(), out); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "wrote %s (%d rows of %s, %s)\n", out, n, table, format)
-	}
+	fmt.Fprintf(os.Stderr, "wrote %s (%d rows of %s, %s)\n", out, n, table, format)
 	return nil
 }
 
@@ -497,11 +509,12 @@ func cmdExport(args []string) error {
 	runs := fs.String("runs", "runs", "folder of checkpoints")
 	table := fs.String("table", "", "trials, metrics, evals or attempts: write a whole table (with --format and -o)")
 	format := fs.String("format", "csv", "csv or parquet, for --table")
+	csvExact := fs.Bool("csv-exact", false, "write CSV text cells exactly as stored (default: a cell beginning with = + - @ gets a leading ' so that a spreadsheet does not run it as a formula)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *table != "" {
-		return exportTable(*db, *table, *format, *out)
+		return exportTable(*db, *table, *format, *out, export.Options{ExactCSV: *csvExact})
 	}
 	if *id == 0 || (*weights == "") == (*features == "") {
 		return exitErr{2, fmt.Errorf("export needs --trial ID and one of --weights FILE or --features train|test -o FILE\n%s", usage)}
@@ -512,7 +525,7 @@ func cmdExport(args []string) error {
 	if *features != "" && *out == "" {
 		return exitErr{2, fmt.Errorf("--features needs -o FILE.npy")}
 	}
-	st, err := openExisting(*db)
+	st, err := openExisting(*db, false)
 	if err != nil {
 		return err
 	}
@@ -525,7 +538,14 @@ func cmdExport(args []string) error {
 	if err != nil {
 		return err
 	}
-	msg, err := experiment.ExportTrial(experiment.NewEnv(be, name, *runs, os.Stderr), tr, experiment.Export{Weights: *weights, Features: *features, Out: *out})
+	sha, err := st.ArtifactSHA(tr.ID, "checkpoint")
+	if err != nil {
+		return err
+	}
+	if sha == "" {
+		fmt.Fprintf(os.Stderr, "sweep export: trial %d has no checkpoint sha256 recorded; its checkpoint is exported unverified\n", tr.ID)
+	}
+	msg, err := experiment.ExportTrial(experiment.NewEnv(be, name, *runs, os.Stderr), tr, experiment.Export{Weights: *weights, Features: *features, Out: *out, CheckpointSHA: sha})
 	if err != nil {
 		return err
 	}

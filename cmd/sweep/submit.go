@@ -9,70 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"mimlab/experiment"
+	"mimlab/framework/launch"
 	"mimlab/framework/store"
 	"mimlab/nn"
 )
-
-// slurmJob is what an sbatch script for a sweep's workers says.
-type slurmJob struct {
-	Name                          string // job name
-	Tasks, Parallel               int    // array size, tasks at once
-	Partition, Account, Time      string
-	CPUsPerTask, GPUsPerTask      int
-	Binary, DB, Runs, Sweeps, Log string
-	Device, Backend               string
-	Extra                         []string // more #SBATCH lines, verbatim
-}
-
-// script renders the sbatch script: an array job whose every task runs `sweep worker` against the database.
-// The database URL is not written into it: the job inherits MIMLAB_DB from the submitting environment.
-func (j slurmJob) script() string {
-	var b strings.Builder
-	b.WriteString("#!/bin/bash\n")
-	fmt.Fprintf(&b, "# mimlab workers for sweep %s, written by `sweep submit --slurm` on %s.\n", j.Sweeps, time.Now().Format(time.RFC3339))
-	b.WriteString("# Each array task is one `sweep worker`: it claims trials from the database until none is left, so a\n")
-	b.WriteString("# task that starts when the sweep is finished exits at once. Results: `sweep status --db $MIMLAB_DB`.\n")
-	fmt.Fprintf(&b, "#SBATCH --job-name=%s\n", j.Name)
-	fmt.Fprintf(&b, "#SBATCH --array=0-%d%%%d\n", j.Tasks-1, j.Parallel)
-	fmt.Fprintf(&b, "#SBATCH --cpus-per-task=%d\n", j.CPUsPerTask)
-	if j.GPUsPerTask > 0 {
-		fmt.Fprintf(&b, "#SBATCH --gpus-per-task=%d\n", j.GPUsPerTask)
-	}
-	if j.Partition != "" {
-		fmt.Fprintf(&b, "#SBATCH --partition=%s\n", j.Partition)
-	}
-	if j.Account != "" {
-		fmt.Fprintf(&b, "#SBATCH --account=%s\n", j.Account)
-	}
-	if j.Time != "" {
-		fmt.Fprintf(&b, "#SBATCH --time=%s\n", j.Time)
-	}
-	fmt.Fprintf(&b, "#SBATCH --output=%s\n", filepath.Join(j.Log, "%A_%a.out"))
-	b.WriteString("#SBATCH --export=ALL\n")
-	for _, e := range j.Extra {
-		fmt.Fprintf(&b, "#SBATCH %s\n", e)
-	}
-	b.WriteString("set -eu\n")
-	b.WriteString(": \"${MIMLAB_DB:?the job needs MIMLAB_DB (the results database), exported when it is submitted}\"\n")
-	fmt.Fprintf(&b, "exec %s worker --db \"$MIMLAB_DB\" --runs %s --sweep %s --device %s --backend %s\n",
-		shellQuote(j.Binary), shellQuote(j.Runs), shellQuote(j.Sweeps), j.Device, j.Backend)
-	return b.String()
-}
-
-func shellQuote(s string) string {
-	if regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`).MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-var timeRE = regexp.MustCompile(`^(\d+-)?\d+(:\d+){0,2}$|^\d+$`)
 
 // cmdSubmit registers specs in the database and launches their workers on a cluster.
 func cmdSubmit(args []string) error {
@@ -107,15 +52,8 @@ func cmdSubmit(args []string) error {
 		return exitErr{2, fmt.Errorf("--array-size %d: must be in [1, 100000] (0 = the trials left)", *tasks)}
 	case *cpus < 1 || *gpus < 0:
 		return exitErr{2, fmt.Errorf("--cpus-per-task %d, --gpus-per-task %d: need >= 1 CPU and >= 0 GPUs", *cpus, *gpus)}
-	case *timeLimit != "" && !timeRE.MatchString(*timeLimit):
-		return exitErr{2, fmt.Errorf("--time %q: want minutes, MM:SS, HH:MM:SS or D-HH:MM:SS", *timeLimit)}
 	case !contains(nn.Backends, *backend):
 		return exitErr{2, fmt.Errorf("--backend %q: allowed values are %s", *backend, strings.Join(nn.Backends, ", "))}
-	}
-	for _, e := range extra {
-		if !strings.HasPrefix(e, "--") || strings.ContainsAny(e, "\n\r") {
-			return exitErr{2, fmt.Errorf("--sbatch-option %q: want one sbatch option such as --qos=short", e)}
-		}
 	}
 	dev := *device
 	if dev == "" {
@@ -146,8 +84,16 @@ func cmdSubmit(args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "sweep submit: --db %s is a SQLite file: workers on several hosts need it on a shared file system whose locks work; PostgreSQL (--db postgres://...) is the safe choice for a cluster\n", dbArg)
 	}
-	job := slurmJob{Parallel: *parallel, Partition: *partition, Account: *account, Time: *timeLimit, CPUsPerTask: *cpus,
-		GPUsPerTask: *gpus, Binary: bin, DB: dbArg, Runs: absRuns, Log: filepath.Join(absRuns, "slurm"), Device: dev, Backend: *backend, Extra: extra}
+	job := launch.SlurmJob{Parallel: *parallel, Partition: *partition, Account: *account, Time: *timeLimit, CPUsPerTask: *cpus,
+		GPUsPerTask: *gpus, Binary: bin, Runs: absRuns, Device: dev, Backend: *backend, Extra: extra}
+	for _, p := range ps {
+		job.Sweeps = append(job.Sweeps, p.Raw.Name)
+	}
+	// Every value that reaches the script is checked before anything is registered: a refused flag leaves
+	// the database as it was.
+	if err := job.Validate(); err != nil {
+		return exitErr{2, fmt.Errorf("sweep submit: %w", err)}
+	}
 	var sbatchPath string
 	if !*dryRun { // before anything is registered: a host without Slurm leaves the database as it was
 		if sbatchPath, err = exec.LookPath(*sbatch); err != nil {
@@ -176,26 +122,29 @@ func cmdSubmit(args []string) error {
 			left += s.Left
 		}
 	}
-	job.Sweeps = strings.Join(names, ",")
-	job.Name = "mimlab-" + strings.NewReplacer(",", "+", "@", "-r").Replace(job.Sweeps)
+	job.Sweeps = names
 	job.Tasks = *tasks
 	if job.Tasks == 0 {
 		job.Tasks = min(max(left, 1), 1000)
 	}
 	job.Parallel = min(job.Parallel, job.Tasks)
-	text := job.script()
+	now := time.Now()
+	text, err := job.Script(now)
+	if err != nil {
+		return exitErr{2, fmt.Errorf("sweep submit: %w", err)}
+	}
 	if *dryRun {
 		fmt.Print(text)
 		return nil
 	}
 	if left == 0 {
-		fmt.Fprintf(os.Stderr, "sweep submit: every trial of %s is done; nothing to submit\n", job.Sweeps)
+		fmt.Fprintf(os.Stderr, "sweep submit: every trial of %s is done; nothing to submit\n", strings.Join(job.Sweeps, ","))
 		return nil
 	}
-	if err := os.MkdirAll(job.Log, 0o755); err != nil {
+	if err := os.MkdirAll(job.LogDir(), 0o755); err != nil {
 		return err
 	}
-	scriptPath := filepath.Join(job.Log, fmt.Sprintf("%s-%s.sbatch", job.Name, time.Now().Format("20060102-150405")))
+	scriptPath := filepath.Join(job.LogDir(), job.ScriptName(now))
 	if err := os.WriteFile(scriptPath, []byte(text), 0o644); err != nil {
 		return err
 	}
@@ -216,6 +165,6 @@ func cmdSubmit(args []string) error {
 	}
 	fmt.Println(id)
 	fmt.Fprintf(os.Stderr, "sweep submit: job %s: %d array tasks, %d at once, for %d trials of %s (script %s; logs %s; watch with squeue -j %s and sweep status --db ...)\n",
-		id, job.Tasks, job.Parallel, left, job.Sweeps, scriptPath, job.Log, id)
+		id, job.Tasks, job.Parallel, left, strings.Join(job.Sweeps, ","), scriptPath, job.LogDir(), id)
 	return nil
 }

@@ -66,9 +66,23 @@ type Querier interface {
 	Query(q string, args ...any) (*sql.Rows, error)
 }
 
+// Options changes how Table writes.
+type Options struct {
+	// ExactCSV writes every text cell of a CSV as stored. By default a text cell that a spreadsheet would
+	// take for a formula (it begins with '=', '+', '-', '@', a tab or a carriage return: a trial named
+	// =HYPERLINK(...)) gets a leading apostrophe, OWASP's advice against CSV injection; pandas then reads
+	// that apostrophe as part of the value. Numbers are never changed, and Parquet is always exact.
+	ExactCSV bool
+}
+
 // Table writes one table of a results database to w: "trials", "metrics", "evals" or "attempts"; format "csv" or
-// "parquet".
+// "parquet"; CSV text cells that look like formulas are defused (see Options).
 func Table(db Querier, table, format string, w io.Writer) (rows int, err error) {
+	return TableWith(db, table, format, w, Options{})
+}
+
+// TableWith is Table with options.
+func TableWith(db Querier, table, format string, w io.Writer, o Options) (rows int, err error) {
 	if !slices.Contains(Tables, table) {
 		return 0, fmt.Errorf("export: unknown table %q (want one of %s)", table, strings.Join(Tables, ", "))
 	}
@@ -90,7 +104,7 @@ func Table(db Querier, table, format string, w io.Writer) (rows int, err error) 
 	}
 	var out sink
 	if format == "csv" {
-		out, err = newCSV(w, cols)
+		out, err = newCSV(w, cols, o.ExactCSV)
 	} else {
 		out, err = newParquet(w, table, cols)
 	}
@@ -190,12 +204,13 @@ type sink interface {
 }
 
 type csvSink struct {
-	w   *csv.Writer
-	rec []string
+	w     *csv.Writer
+	rec   []string
+	exact bool
 }
 
-func newCSV(w io.Writer, cols []column) (sink, error) {
-	s := &csvSink{w: csv.NewWriter(w), rec: make([]string, len(cols))}
+func newCSV(w io.Writer, cols []column, exact bool) (sink, error) {
+	s := &csvSink{w: csv.NewWriter(w), rec: make([]string, len(cols)), exact: exact}
 	for i, c := range cols {
 		s.rec[i] = c.name
 	}
@@ -213,6 +228,9 @@ func (s *csvSink) row(vals []any) error {
 			s.rec[i] = strconv.FormatFloat(x, 'g', -1, 64) // shortest form that reads back to the same double
 		case string:
 			s.rec[i] = x
+			if !s.exact && x != "" && strings.ContainsRune("=+-@\t\r", rune(x[0])) {
+				s.rec[i] = "'" + x
+			}
 		}
 	}
 	return s.w.Write(s.rec)

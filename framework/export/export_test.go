@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -391,5 +393,63 @@ func TestDeterministicAndErrors(t *testing.T) {
 		if b.Len() != 0 {
 			t.Errorf("Table(%s, %s) wrote %d bytes", c.table, c.format, b.Len())
 		}
+	}
+}
+
+// CSV formula injection: by default a text cell a spreadsheet would run as a formula gets OWASP's leading
+// apostrophe (numbers, however negative, are untouched); ExactCSV writes it as stored.
+func TestCSVFormulaCells(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	names := []string{`=HYPERLINK("http://evil","x")`, "+1+2", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "plain = not a formula", "it's fine"}
+	var nts []store.NewTrial
+	for i, n := range names {
+		nts = append(nts, store.NewTrial{Hash: fmt.Sprintf("%016x", i+1), Name: n, Spec: "{}"})
+	}
+	if _, err := st.AddSweep("s", "s.toml", nts); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddMetrics(1, []store.Metric{{Step: 1, Name: "loss", Value: -1.5}}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(table string, o export.Options) [][]string {
+		var b bytes.Buffer
+		if _, err := export.TableWith(st.Raw(), table, "csv", &b, o); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(&b).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
+	col := func(recs [][]string, name string) []string {
+		i := slices.Index(recs[0], name)
+		var out []string
+		for _, r := range recs[1:] {
+			out = append(out, r[i])
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		o    export.Options
+		want []string
+	}{
+		{"default: defused", export.Options{}, []string{`'=HYPERLINK("http://evil","x")`, "'+1+2", "'-2+3", "'@SUM(A1)", "'\tTAB", "'\rCR", "plain = not a formula", "it's fine"}},
+		{"exact", export.Options{ExactCSV: true}, names},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := col(read("trials", c.o), "name"); !slices.Equal(got, c.want) {
+				t.Errorf("names %q, want %q", got, c.want)
+			}
+			if v := col(read("metrics", c.o), "value"); !slices.Equal(v, []string{"-1.5"}) {
+				t.Errorf("a negative number was changed: %q", v)
+			}
+		})
 	}
 }

@@ -21,7 +21,12 @@ func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		// The error names the target, not the hidden temporary name the user never asked for.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return &fs.PathError{Op: "write", Path: path, Err: pe.Err}
+		}
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	defer func() {
 		if err != nil {
@@ -42,7 +47,11 @@ func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
-		return err
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			return &fs.PathError{Op: "write", Path: path, Err: le.Err}
+		}
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if d, derr := os.Open(dir); derr == nil { // the rename itself reaches the disk
 		d.Sync()

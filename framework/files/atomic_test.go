@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +45,23 @@ func TestRemoveTemps(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("left %v, want %v", names, want)
+	}
+}
+
+// A folder that cannot be written: the error names the file asked for, not the hidden temporary name.
+func TestWriteAtomicNamesTheTarget(t *testing.T) {
+	dir := "/proc" // read-only even for root
+	if os.Geteuid() != 0 {
+		dir = t.TempDir()
+		os.Chmod(dir, 0o555)
+		t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	}
+	target := filepath.Join(dir, "evals.csv")
+	err := WriteAtomic(target, func(w io.Writer) error { _, err := w.Write([]byte("x")); return err })
+	if err == nil {
+		t.Fatalf("wrote %s", target)
+	}
+	if !strings.Contains(err.Error(), target) || strings.Contains(err.Error(), ".tmp-") {
+		t.Errorf("%v: want the target %s named, not the temporary file", err, target)
 	}
 }

@@ -226,8 +226,9 @@ func (s *Store) InTx(fn func(tx *Tx) error) error {
 }
 
 // openPostgres connects to a PostgreSQL database. It fails within ConnectTimeout when the host does not
-// answer, naming the host, and says when the password or the database is wrong.
-func openPostgres(dsn string, connectTimeout time.Duration) (*Store, error) {
+// answer, naming the host, and says when the password or the database is wrong. A readOnly connection's
+// transactions are read-only on the server (default_transaction_read_only): a reading command cannot write.
+func openPostgres(dsn string, connectTimeout time.Duration, readOnly bool) (*Store, error) {
 	red := Redact(dsn)
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -235,6 +236,9 @@ func openPostgres(dsn string, connectTimeout time.Duration) (*Store, error) {
 	}
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > connectTimeout {
 		cfg.ConnectTimeout = connectTimeout
+	}
+	if readOnly {
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(8)

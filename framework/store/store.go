@@ -21,6 +21,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -185,7 +186,7 @@ const ConnectTimeout = 5 * time.Second
 // seconds. A PostgreSQL server that does not answer fails within ConnectTimeout, naming the host.
 func Open(path string) (*Store, error) {
 	if IsURL(path) {
-		s, err := openPostgres(path, ConnectTimeout)
+		s, err := openPostgres(path, ConnectTimeout, false)
 		if err != nil {
 			return nil, err
 		}
@@ -223,11 +224,21 @@ func uriPath(path string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
-// OpenForReading opens an existing database for status, report and export: as Open when it can be written,
-// else read-only (a read-only file or mount), in which case it must already be at this mimlab's schema.
+// OpenForReading opens an existing database for status, report and export. It never writes: a SQLite
+// file is opened read-only (its journal mode stays as it is), a PostgreSQL database is connected to without
+// migrating, and either must already be a mimlab results database at this mimlab's schema version; an older
+// one is refused with the command that upgrades it.
 func OpenForReading(path string) (*Store, error) {
 	if IsURL(path) {
-		return Open(path)
+		s, err := openPostgres(path, ConnectTimeout, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkSchema(); err != nil {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
 	}
 	st, err := os.Stat(path)
 	if err != nil {
@@ -235,9 +246,6 @@ func OpenForReading(path string) (*Store, error) {
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	if writable(path) {
-		return Open(path)
 	}
 	// mode=ro still reads the WAL (a writer elsewhere, a killed run's last writes); only a folder that cannot
 	// hold SQLite's shared-memory file needs immutable=1, which ignores the WAL: results newer than the
@@ -251,16 +259,72 @@ func OpenForReading(path string) (*Store, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
+	s := &Store{db: db, Path: path, Dialect: SQLite}
+	if err := s.checkSchema(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkSchema says whether a database opened for reading is mimlab's, at this mimlab's schema version.
+func (s *Store) checkSchema() error {
 	var v int
-	if err := db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%s (read-only): not a mimlab results database: %w", path, err)
+	if err := s.db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		if tables, terr := s.tables(s.db.Query); terr == nil {
+			if len(tables) == 0 {
+				return fmt.Errorf("%s: an empty database, not a mimlab results database (run `sweep run` first)", s.Path)
+			}
+			return fmt.Errorf("%s: %w", s.Path, foreign(tables))
+		}
+		return fmt.Errorf("%s: not a mimlab results database: %w", s.Path, err)
 	}
-	if v != len(migrations) {
-		db.Close()
-		return nil, fmt.Errorf("%s is read-only and at schema version %d, this mimlab reads %d: copy it somewhere writable and open it once (sweep status) to migrate", path, v, len(migrations))
+	switch {
+	case v > len(migrations):
+		return fmt.Errorf("%s: schema version %d is newer than this mimlab (%d): update mimlab", s.Path, v, len(migrations))
+	case v < len(migrations):
+		return fmt.Errorf("%s: at schema version %d, this mimlab reads %d; status, report and export never write to a database: upgrade it with `sweep migrate --db %s` (or any sweep run or worker on it), on a copy if it is read-only", s.Path, v, len(migrations), s.Path)
 	}
-	return &Store{db: db, Path: path, Dialect: SQLite}, nil
+	return nil
+}
+
+// tables lists the database's own tables (SQLite's internal ones and other PostgreSQL schemas left out).
+func (s *Store) tables(query func(string, ...any) (*sql.Rows, error)) ([]string, error) {
+	q := `SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name`
+	if s.Dialect == Postgres {
+		q = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`
+	}
+	rows, err := query(q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, rows.Err()
+}
+
+// foreign is the error for a database that holds tables and is not mimlab's.
+func foreign(tables []string) error {
+	return fmt.Errorf("not a mimlab results database: it holds %s and no schema_version table; mimlab adopts only an empty database or its own (choose another --db)", listTables(tables))
+}
+
+func listTables(names []string) string {
+	quoted := make([]string, 0, 6)
+	for i, n := range names {
+		if i == 5 {
+			quoted = append(quoted, fmt.Sprintf("%d more", len(names)-5))
+			break
+		}
+		quoted = append(quoted, fmt.Sprintf("%q", n))
+	}
+	return fmt.Sprintf("%d table%s of its own (%s)", len(names), map[bool]string{true: "s"}[len(names) > 1], strings.Join(quoted, ", "))
 }
 
 func dirWritable(dir string) bool {
@@ -290,13 +354,20 @@ func writable(path string) bool {
 }
 
 func open(path string) (*Store, error) {
-	db, err := sql.Open("sqlite3", "file:"+uriPath(path)+"?_busy_timeout=30000&_journal_mode=WAL&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate")
+	// No _journal_mode here: switching to WAL writes the file's header, which must wait until the file is
+	// known to be mimlab's (migrate refuses another application's database before writing anything).
+	db, err := sql.Open("sqlite3", "file:"+uriPath(path)+"?_busy_timeout=30000&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one connection per process: no "database is locked" between our own goroutines
 	s := &Store{db: db, Path: path, Dialect: SQLite}
 	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	var mode string
+	if err := db.QueryRow(`PRAGMA journal_mode=WAL`).Scan(&mode); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -319,6 +390,15 @@ func (s *Store) migrate() error {
 			if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(7243311)`); err != nil {
 				return err
 			}
+		}
+		// A database is adopted only when it is empty or mimlab's: another application's tables are never
+		// joined by mimlab's.
+		tables, err := s.tables(tx.Query)
+		if err != nil {
+			return err
+		}
+		if len(tables) > 0 && !slices.Contains(tables, "schema_version") {
+			return foreign(tables)
 		}
 		if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 			return err
@@ -934,6 +1014,26 @@ func Exists(path string) bool {
 	}
 	st, err := os.Stat(path)
 	return err == nil && !st.IsDir() && !strings.HasSuffix(path, "/")
+}
+
+// CheckExists says why path is not an existing results database file: missing, or a directory (a
+// PostgreSQL URL passes; opening it says what is wrong with it).
+func CheckExists(path string) error {
+	if IsURL(path) {
+		return nil
+	}
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.IsDir():
+		return fmt.Errorf("--db %s is a directory, not a results database (name the database file in it, e.g. %s)", path, filepath.Join(path, "results.db"))
+	case err == nil && !st.Mode().IsRegular():
+		return fmt.Errorf("--db %s is not a regular file (%s)", path, st.Mode().Type())
+	case errors.Is(err, os.ErrNotExist) || err == nil && strings.HasSuffix(path, "/"):
+		return fmt.Errorf("--db %s: no such results database (run `sweep run` first)", path)
+	case err != nil:
+		return fmt.Errorf("--db %s: %w", path, err)
+	}
+	return nil
 }
 
 // Lease is a running trial's claim: who holds it and how fresh its heartbeat is.

@@ -161,6 +161,9 @@ func points(r *spec.Raw) ([]point, error) {
 			return nil, sweepErr(r, "unknown key %q; allowed: seeds, grid, zip, random, labels", k)
 		}
 	}
+	if err := oneAxisPerKey(r, sw); err != nil {
+		return nil, err
+	}
 	// grid
 	if g, ok := sw["grid"].(map[string]any); ok {
 		keys := sortedKeys(g)
@@ -187,14 +190,7 @@ func points(r *spec.Raw) ([]point, error) {
 	}
 	// zip
 	if z, ok := sw["zip"].(map[string]any); ok {
-		keys := sortedKeys(z)
-		if g, ok := sw["grid"].(map[string]any); ok {
-			for _, k := range keys {
-				if _, both := g[k]; both {
-					return nil, sweepErr(r, "%q is in both [sweep.grid] and [sweep.zip] (a base's sweep is merged in): a key may be swept by one of them", k)
-				}
-			}
-		}
+		keys := sortedKeys(z) // (a key also in the grid was refused by oneAxisPerKey)
 		n := -1
 		for _, k := range keys {
 			vals, ok := z[k].([]any)
@@ -275,6 +271,40 @@ func points(r *spec.Raw) ([]point, error) {
 		pts = next
 	}
 	return pts, nil
+}
+
+// oneAxisPerKey refuses a key swept by two axes ([sweep.grid], [sweep.zip], [sweep.random.params], and
+// seeds, which sweeps train.seed): a later axis would overwrite the earlier one's values at every point,
+// silently dropping that axis.
+func oneAxisPerKey(r *spec.Raw, sw map[string]any) error {
+	owner := map[string]string{}
+	add := func(axis string, keys []string) error {
+		for _, k := range keys {
+			if prev, ok := owner[k]; ok {
+				return sweepErr(r, "%q is swept by both %s and %s (a base's sweep is merged in): a key may be swept by one of them", k, prev, axis)
+			}
+			owner[k] = axis
+		}
+		return nil
+	}
+	for _, axis := range []struct{ name, label string }{{"grid", "[sweep.grid]"}, {"zip", "[sweep.zip]"}} {
+		if m, ok := sw[axis.name].(map[string]any); ok {
+			if err := add(axis.label, sortedKeys(m)); err != nil {
+				return err
+			}
+		}
+	}
+	if rd, ok := sw["random"].(map[string]any); ok {
+		if ps, ok := rd["params"].(map[string]any); ok {
+			if err := add("[sweep.random.params]", sortedKeys(ps)); err != nil {
+				return err
+			}
+		}
+	}
+	if _, ok := sw["seeds"]; ok {
+		return add("[sweep] seeds", []string{"train.seed"})
+	}
+	return nil
 }
 
 func randomPoints(r *spec.Raw, rd map[string]any) ([]point, error) {
