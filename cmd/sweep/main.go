@@ -188,6 +188,11 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range ps { // before the database is touched, like every spec error
+		if err := (experiment.ExecOptions{Backend: *backend, Device: *device}).CheckPrecision(p, ""); err != nil {
+			return exitErr{2, err}
+		}
+	}
 	st, err := openStore(*db)
 	if err != nil {
 		return err
