@@ -418,6 +418,9 @@ func cmdStatus(args []string) error {
 		if len(t.AlongSteps) > 0 {
 			fmt.Printf("     probed along training at steps %v\n", t.AlongSteps)
 		}
+		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].GPU != "" && t.Attempts[n-1].GPU != "none" {
+			fmt.Printf("     on %s: %s\n", experiment.Printable(t.Attempts[n-1].Backend), experiment.Printable(t.Attempts[n-1].GPU))
+		}
 		if l := experiment.AttemptsLine(t.Attempts); l != "" {
 			fmt.Printf("     attempts: %s\n", experiment.Printable(l))
 		}
