@@ -18,6 +18,13 @@ D = int(sys.argv[3]) if len(sys.argv) > 3 else 64
 G = int(sys.argv[4]) if len(sys.argv) > 4 else 7
 METHODS = (sys.argv[5] if len(sys.argv) > 5 else "cae,beit").split(",")  # which models to time
 B, P, C, DEPTH, H, RATIO, LS, DP = 64, 4, 1, 4, 4, 4, 0.1, 0.1
+# bench/gpu.sh's other geometries (ViT-S/16 at 224 px: BENCH_P=16 BENCH_C=3 BENCH_DEPTH=12 BENCH_HEADS=6, dim 384,
+# grid 14) and batch; BENCH_AMP=bf16 runs the step under torch.autocast(dtype=torch.bfloat16) (the AMP of
+# MAE/BEiT/CAE: LayerNorm and softmax in float32 on CUDA, master weights and AdamW in float32).
+B = int(os.environ.get("BENCH_BATCH", B)); P = int(os.environ.get("BENCH_P", P)); C = int(os.environ.get("BENCH_C", C))
+DEPTH = int(os.environ.get("BENCH_DEPTH", DEPTH)); H = int(os.environ.get("BENCH_HEADS", H))
+AMP = os.environ.get("BENCH_AMP", "fp32")
+assert AMP in ("fp32", "bf16"), f"BENCH_AMP={AMP}: allowed values are fp32, bf16"
 N, M = G * G, (G * G * 24) // 49
 DEV = torch.device(os.environ.get("TORCH_DEVICE", "cpu"))  # cuda for bench/gpu.sh
 torch.manual_seed(0)
@@ -152,17 +159,19 @@ for name, make in [("cae", CAE), ("beit", BEiT)]:
     model.train()
     opt = torch.optim.AdamW(groups(model), lr=1e-4, betas=(0.9, 0.999))
     def train_step():
-        loss = model.loss(img, vis, msk, maskf)
+        with torch.autocast(device_type=DEV.type, dtype=torch.bfloat16, enabled=AMP == "bf16"):
+            loss = model.loss(img, vis, msk, maskf)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         opt.step()
     times = []
-    for i in range(steps + 5):
+    WARM = int(os.environ.get("BENCH_WARMUP", 5))
+    for i in range(steps + WARM):
         t0 = time.perf_counter()
         train_step()
         if DEV.type == "cuda": torch.cuda.synchronize()
-        if i >= 5: times.append((time.perf_counter() - t0) * 1000)
+        if i >= WARM: times.append((time.perf_counter() - t0) * 1000)
     if os.environ.get("TORCH_PROFILE"):  # per-op profile of 3 more steps, printed like bench/ort_profile.py
         from torch.profiler import profile as tprofile, ProfilerActivity
         with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -181,4 +190,4 @@ for name, make in [("cae", CAE), ("beit", BEiT)]:
             print(f"PROFILE-OP engine=pytorch-{name} op={op} ms_per_step={us / 3000:.1f} share={us / total:.2f}")
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"RESULT pytorch-{name} median_ms={med:.2f} images_per_s={B / med * 1000:.0f} batch={B} dim={D} tokens={N} peak_rss_mb={rss:.0f} threads={torch.get_num_threads()} device={DEV}")
+    print(f"RESULT pytorch-{name} median_ms={med:.2f} images_per_s={B / med * 1000:.0f} batch={B} dim={D} tokens={N} peak_rss_mb={rss:.0f} threads={torch.get_num_threads()} device={DEV} precision={AMP}")

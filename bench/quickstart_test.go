@@ -22,6 +22,7 @@ import (
 // quickstart's CAE and BEiT models (experiments/quickstart.toml) on MIMLAB_BENCH_BACKEND (default ort):
 // the median over b.N steps after warm-up, on a fixed batch ("step"), and with the loader, masks and
 // host-side preparation included ("step+data"). bench/cae_torch.py is the same step in PyTorch.
+// MIMLAB_BENCH_SET="train.precision=bf16" times the bf16 step (bench/gpu.sh stage 6).
 func BenchmarkQuickstartStep(b *testing.B) {
 	name := os.Getenv("MIMLAB_BENCH_BACKEND")
 	if name == "" {
@@ -107,8 +108,8 @@ func BenchmarkQuickstartStep(b *testing.B) {
 			sort.Float64s(full)
 			b.ReportMetric(step[len(step)/2], "median-ms/step")
 			if os.Getenv("MIMLAB_BENCH_PRINT") != "" {
-				fmt.Printf("RESULT mimlab-%s-%s median_ms=%.2f images_per_s=%.0f with_data_ms=%.2f batch=%d dim=%d tokens=%d peak_rss_mb=%.0f\n", resolved, method,
-					step[len(step)/2], float64(bs)/step[len(step)/2]*1000, full[len(full)/2], bs, t.Model.ViT.Dim, t.Model.ViT.NumPatches(), float64(ru.Maxrss)/1024)
+				fmt.Printf("RESULT mimlab-%s-%s median_ms=%.2f images_per_s=%.0f with_data_ms=%.2f batch=%d dim=%d tokens=%d peak_rss_mb=%.0f precision=%s\n", resolved, method,
+					step[len(step)/2], float64(bs)/step[len(step)/2]*1000, full[len(full)/2], bs, t.Model.ViT.Dim, t.Model.ViT.NumPatches(), float64(ru.Maxrss)/1024, t.Cfg.Train.Precision)
 			}
 		})
 	}

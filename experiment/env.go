@@ -212,7 +212,7 @@ func (e *Env) Dataset(c *data.Config) (*data.Dataset, error) {
 
 // Provenance describes this process for the trials table.
 func (e *Env) Provenance() store.Provenance {
-	p := store.Provenance{GoVersion: runtime.Version(), Backend: e.BackendName, GPU: "none"}
+	p := store.Provenance{GoVersion: runtime.Version(), Backend: e.BackendName, GPU: gpuOf(e.BackendName)} // gpu.go
 	bi, haveBI := debug.ReadBuildInfo()
 	if rev, dirty, ok := vcsOf(bi, haveBI); ok {
 		// The commit the binary was built from: the working tree may have moved on since (a long sweep

@@ -190,6 +190,9 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 	}
 	for _, p := range ps {
 		want := o.BackendFor(p)
+		if err := o.CheckPrecision(p, ""); err != nil {
+			return res, err
+		}
 		p, err := checkRevision(st, p, o.NewRevision, o.Log)
 		if err != nil {
 			return res, err
@@ -227,6 +230,9 @@ func RunSpecs(ctx context.Context, st *store.Store, ps []Planned, o RunOptions) 
 		e, err := env(want, split.Threads)
 		if err != nil {
 			return res, fmt.Errorf("spec %s: %w", p.Raw.File, err)
+		}
+		if err := o.CheckPrecision(p, e.BackendName); err != nil { // auto may have resolved otherwise
+			return res, err
 		}
 		for _, t := range p.Trials {
 			e.AddSpec(t.Hash, t.Resolved)

@@ -38,6 +38,8 @@ type TrainConfig struct {
 	LogEvery        int     `toml:"log_every"`
 	Backend         string  `toml:"backend" exec:"true" allowed:"auto,ort,go,xla" doc:"what executes the graphs"` // execution only: not part of the trial's identity
 	Device          string  `toml:"device" exec:"true" allowed:"cpu,cuda" doc:"--device wins"`                    // execution only
+	// Precision is part of the identity: bf16 changes the numbers (nn/precision.go).
+	Precision string `toml:"precision" allowed:"fp32,bf16" doc:"matrix products and attention in bf16, the rest float32 (AMP); bf16 runs on the go and xla backends"`
 }
 
 // MaxSteps bounds a trial's training steps (train.steps, or epochs x batches).
@@ -74,6 +76,10 @@ func (c *TrainConfig) Validate() error {
 		return fmt.Errorf("train.backend = %q: allowed values are %s", c.Backend, strings.Join(nn.Backends, ", "))
 	case c.Device != "cpu" && c.Device != "cuda":
 		return fmt.Errorf("train.device = %q: allowed values are cpu, cuda", c.Device)
+	case !slices.Contains(nn.Precisions, c.Precision):
+		return fmt.Errorf("train.precision = %q: allowed values are %s", c.Precision, strings.Join(nn.Precisions, ", "))
+	case c.Precision != "fp32" && c.Device != "cuda" && (c.Backend == "ort" || c.Backend == "onnx"):
+		return nn.CheckPrecision(c.Backend, nn.Precision(c.Precision))
 	}
 	return nil
 }
@@ -119,7 +125,7 @@ func Fixed() []spec.Section {
 	return []spec.Section{
 		fixed{"train", func() registry.Config {
 			return &TrainConfig{Epochs: 0, Steps: 300, LR: 1.5e-3, MinLR: 1e-5, WeightDecay: 0.05, WarmupSteps: 20, Clip: 3,
-				Beta1: 0.9, Beta2: 0.999, CheckpointEvery: 100, LogEvery: 10, Backend: "auto", Device: "cpu"}
+				Beta1: 0.9, Beta2: 0.999, CheckpointEvery: 100, LogEvery: 10, Backend: "auto", Device: "cpu", Precision: "fp32"}
 		}},
 		fixed{"eval", func() registry.Config { return eval.DefaultConfig() }},
 	}

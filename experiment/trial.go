@@ -197,8 +197,13 @@ func (t *Trial) optimizer() nn.Optimizer {
 }
 
 // NewTrainer builds the trainer (parameters initialised from train.seed).
+// The training step's matrix products follow train.precision, which the backend must support.
 func (t *Trial) NewTrainer() (*nn.Trainer, error) {
-	return nn.NewTrainer(t.env.Backend, dtypes.Float32, t.Model.Loss, t.Model.DataShapes(t.Cfg.Data.BatchSize), t.optimizer(), t.Cfg.Train.Seed)
+	p := nn.Precision(t.Cfg.Train.Precision)
+	if err := nn.CheckPrecision(t.env.BackendName, p); err != nil {
+		return nil, err
+	}
+	return nn.NewTrainer(t.env.Backend, dtypes.Float32, nn.WithPrecision(p, t.Model.Loss), t.Model.DataShapes(t.Cfg.Data.BatchSize), t.optimizer(), t.Cfg.Train.Seed)
 }
 
 func (t *Trial) checkpointPath() string { return filepath.Join(t.Dir, "checkpoint.safetensors") }

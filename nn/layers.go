@@ -36,7 +36,7 @@ func Linear(s Scope, x *Node, out int, bias bool) *Node {
 func LinearInit(s Scope, x *Node, out int, bias bool, init Init) *Node {
 	in := x.Shape().Dimensions[x.Rank()-1]
 	w := s.Param("weight", []int{out, in}, init)
-	y := DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
+	y := dotLast(s, x, w) // in train.precision (precision.go)
 	if bias {
 		y = addLast(y, s.Param("bias", []int{out}, Init{}))
 	}
@@ -106,17 +106,22 @@ type BlockConfig struct {
 }
 
 // Attend is multi-head scaled dot-product attention on already projected q [B,Nq,D], k, v [B,Nk,D].
-// It returns the merged heads [B,Nq,D] and the attention probabilities [B,H,Nq,Nk].
-func Attend(q, k, v *Node, heads int) (out, probs *Node) {
+// It returns the merged heads [B,Nq,D] and the attention probabilities [B,H,Nq,Nk]. Its products are in
+// the graph's dtype; the attention layers use attend, whose products follow train.precision.
+func Attend(q, k, v *Node, heads int) (out, probs *Node) { return attend(Scope{}, q, k, v, heads) }
+
+// attend is Attend with QK^T and PV in s's precision (the logits' scaling and the softmax stay in the
+// graph's dtype, as autocast leaves softmax in float32).
+func attend(s Scope, q, k, v *Node, heads int) (out, probs *Node) {
 	b, nq, d := q.Shape().Dimensions[0], q.Shape().Dimensions[1], q.Shape().Dimensions[2]
 	nk := k.Shape().Dimensions[1]
 	hd := d / heads
 	qh := Reshape(q, b, nq, heads, hd)
 	kh := Reshape(k, b, nk, heads, hd)
 	vh := Reshape(v, b, nk, heads, hd)
-	logits := MulScalar(Einsum("bqhd,bkhd->bhqk", qh, kh), 1/math.Sqrt(float64(hd)))
+	logits := MulScalar(einsum2(s, "bqhd,bkhd->bhqk", qh, kh), 1/math.Sqrt(float64(hd)))
 	probs = softmax(logits, 3)
-	o := Einsum("bhqk,bkhd->bqhd", probs, vh)
+	o := einsum2(s, "bhqk,bkhd->bqhd", probs, vh)
 	return Reshape(o, b, nq, d), probs
 }
 
@@ -132,7 +137,7 @@ func SelfAttention(s Scope, x *Node, heads int) *Node {
 	q := addLast(LinearInit(s.Sub("q"), x, d, false, qkvInit(d)), s.Param("q_bias", []int{d}, Init{}))
 	k := LinearInit(s.Sub("k"), x, d, false, qkvInit(d))
 	v := addLast(LinearInit(s.Sub("v"), x, d, false, qkvInit(d)), s.Param("v_bias", []int{d}, Init{}))
-	o, probs := Attend(q, k, v, heads)
+	o, probs := attend(s, q, k, v, heads)
 	s.Capture("attn", probs)
 	return Linear(s.Sub("proj"), o, d, true)
 }
@@ -144,7 +149,7 @@ func CrossAttention(s Scope, xq, xk, xv *Node, heads int) *Node {
 	q := addLast(Linear(s.Sub("q"), xq, d, false), s.Param("q_bias", []int{d}, Init{}))
 	k := Linear(s.Sub("k"), xk, d, false)
 	v := addLast(Linear(s.Sub("v"), xv, d, false), s.Param("v_bias", []int{d}, Init{}))
-	o, probs := Attend(q, k, v, heads)
+	o, probs := attend(s, q, k, v, heads)
 	s.Capture("attn", probs)
 	return Linear(s.Sub("proj"), o, d, true)
 }
@@ -197,7 +202,7 @@ func Patchify(x *Node, p int) *Node {
 // normal 0.02 as CAE leaves the patch conv.
 func PatchEmbed(s Scope, patches *Node, d, c, p int) *Node {
 	w := s.Param("weight", []int{d, c, p, p}, Init{Kind: InitTruncNormal, Std: 0.02})
-	y := DotGeneral(patches, []int{2}, nil, Reshape(w, d, c*p*p), []int{1}, nil)
+	y := dotLast(s, patches, Reshape(w, d, c*p*p))
 	return addLast(y, s.Param("bias", []int{d}, Init{}))
 }
 

@@ -86,6 +86,8 @@ type Builder struct {
 	G        *Graph
 	DType    dtypes.DType
 	Training bool // drop path active
+	// Precision is the arithmetic of the matrix products (precision.go); "" is fp32. WithPrecision sets it.
+	Precision Precision
 
 	declaring bool
 	params    []ParamSpec

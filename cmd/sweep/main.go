@@ -191,6 +191,11 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range ps { // before the database is touched, like every spec error
+		if err := (experiment.ExecOptions{Backend: *backend, Device: *device}).CheckPrecision(p, ""); err != nil {
+			return exitErr{2, err}
+		}
+	}
 	st, err := openStore(*db)
 	if err != nil {
 		return err
@@ -435,6 +440,9 @@ func cmdStatus(args []string) error {
 		fmt.Printf("%s %-9s %s\n", line, experiment.Printable(t.Hash[:min(8, len(t.Hash))]), experiment.Printable(name))
 		if len(t.AlongSteps) > 0 {
 			fmt.Printf("     probed along training at steps %v\n", t.AlongSteps)
+		}
+		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].GPU != "" && t.Attempts[n-1].GPU != "none" {
+			fmt.Printf("     on %s: %s\n", experiment.Printable(t.Attempts[n-1].Backend), experiment.Printable(t.Attempts[n-1].GPU))
 		}
 		if l := experiment.AttemptsLine(t.Attempts); l != "" {
 			fmt.Printf("     attempts: %s\n", experiment.Printable(l))

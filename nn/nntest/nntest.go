@@ -1,9 +1,12 @@
 // Package nntest gives tests the execution backends to run on: the pure-Go backend always, ONNX Runtime
 // when its library is present. With MIMLAB_REQUIRE_ORT=1 (set by .ci/run) a missing ONNX Runtime fails
-// the test instead of skipping it, so CI never silently tests only one backend.
+// the test instead of skipping it, so CI never silently tests only one backend. MIMLAB_TEST_DEVICE=cuda
+// (bench/gpu.sh, in a test binary built with -tags xla) adds the GPU to All, and a GPU that does not start
+// fails the test.
 package nntest
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -17,8 +20,13 @@ var (
 	once     sync.Once
 	goBE     compute.Backend
 	ortBE    compute.Backend
+	devBE    compute.Backend // $MIMLAB_TEST_DEVICE's backend, when set
+	devName  string
 	startErr error
 )
+
+// DeviceEnv names the extra backend All adds (cuda, or any --backend name).
+const DeviceEnv = "MIMLAB_TEST_DEVICE"
 
 func start() {
 	var err error
@@ -28,7 +36,15 @@ func start() {
 		return
 	}
 	if nn.ORTAvailable() {
-		ortBE, _, startErr = nn.NewBackend("ort", io.Discard)
+		if ortBE, _, startErr = nn.NewBackend("ort", io.Discard); startErr != nil {
+			return
+		}
+	}
+	if d := os.Getenv(DeviceEnv); d != "" {
+		devBE, devName, startErr = nn.NewBackend(d, io.Discard)
+		if startErr != nil {
+			startErr = fmt.Errorf("$%s=%s: %w", DeviceEnv, d, startErr)
+		}
 	}
 }
 
@@ -64,7 +80,8 @@ type Named struct {
 	Backend compute.Backend
 }
 
-// All returns go and, when available (required under MIMLAB_REQUIRE_ORT=1), ort.
+// All returns go and, when available (required under MIMLAB_REQUIRE_ORT=1), ort, and the backend named by
+// $MIMLAB_TEST_DEVICE when it is set (named as it resolved, e.g. "xla:cuda").
 func All(t testing.TB) []Named {
 	t.Helper()
 	out := []Named{{"go", Go(t)}}
@@ -74,5 +91,18 @@ func All(t testing.TB) []Named {
 	} else if os.Getenv("MIMLAB_REQUIRE_ORT") != "" {
 		t.Fatalf("ONNX Runtime not found at %s (MIMLAB_REQUIRE_ORT is set)", nn.ORTLibraryPath())
 	}
+	if devBE != nil && devName != "go" && devName != "ort" {
+		out = append(out, Named{devName, devBE})
+	}
 	return out
+}
+
+// Device returns the backend of $MIMLAB_TEST_DEVICE and its resolved name, or go when it is unset.
+func Device(t testing.TB) (compute.Backend, string) {
+	t.Helper()
+	be := Go(t)
+	if devBE != nil {
+		return devBE, devName
+	}
+	return be, "go"
 }
