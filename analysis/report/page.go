@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 )
 
 type figure struct{ src, caption string }
@@ -129,7 +130,29 @@ func mdCells(cells []string) []string {
 				return ' '
 			}
 			return r
-		}, strings.NewReplacer("|", "\\|", "<", "\\<", ">", "\\>").Replace(c))
+		}, escapeTags(strings.ReplaceAll(c, "|", "\\|")))
 	}
 	return out
+}
+
+// escapeTags backslash-escapes each "<" that could open inline HTML in Markdown (CommonMark: "<" followed
+// by a letter, "/", "!" or "?": <script>, </b>, <!-- -->) and its closing ">": a hostile name stays text,
+// while the report's own cells such as "0.4062 (n<2)" keep their bytes, so documents filled before stay
+// checkable.
+func escapeTags(c string) string {
+	var b strings.Builder
+	open := false
+	for i, r := range c {
+		switch {
+		case r == '<' && i+1 < len(c) && (unicode.IsLetter(rune(c[i+1])) || strings.ContainsRune("/!?", rune(c[i+1]))):
+			b.WriteString("\\<")
+			open = true
+		case r == '>' && open:
+			b.WriteString("\\>")
+			open = false
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
