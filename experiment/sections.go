@@ -40,6 +40,21 @@ type TrainConfig struct {
 	Device          string  `toml:"device" exec:"true" allowed:"cpu,cuda" doc:"--device wins"`                    // execution only
 	// Precision is part of the identity: bf16 changes the numbers (nn/precision.go).
 	Precision string `toml:"precision" allowed:"fp32,bf16" doc:"matrix products and attention in bf16, the rest float32 (AMP); bf16 runs on the go and xla backends"`
+	// Gradient accumulation: one optimiser step from accum_steps micro-batches of data.batch_size.
+	AccumSteps int    `toml:"accum_steps" doc:"micro-batches of data.batch_size per optimiser step (gradient accumulation); the effective batch is batch_size x accum_steps"`
+	LRScaling  string `toml:"lr_scaling" allowed:"none,linear" doc:"linear: the learning rate is train.lr x effective batch / 256 (MAE/CAE's rule, train.lr the base lr); none: train.lr as it is"`
+}
+
+// EffectiveBatch is the images of one optimiser step: batch x accum_steps.
+func (c *TrainConfig) EffectiveBatch(batch int) int { return batch * max(c.AccumSteps, 1) }
+
+// PeakLR is the learning rate after warmup: train.lr, scaled by the effective batch / 256 under lr_scaling =
+// "linear".
+func (c *TrainConfig) PeakLR(batch int) float64 {
+	if c.LRScaling == "linear" {
+		return c.LR * float64(c.EffectiveBatch(batch)) / 256
+	}
+	return c.LR
 }
 
 // MaxSteps bounds a trial's training steps (train.steps, or epochs x batches).
@@ -76,6 +91,10 @@ func (c *TrainConfig) Validate() error {
 		return fmt.Errorf("train.backend = %q: allowed values are %s", c.Backend, strings.Join(nn.Backends, ", "))
 	case c.Device != "cpu" && c.Device != "cuda":
 		return fmt.Errorf("train.device = %q: allowed values are cpu, cuda", c.Device)
+	case c.AccumSteps < 1 || c.AccumSteps > 65536:
+		return fmt.Errorf("train.accum_steps = %d: must be in [1, 65536] (1 = no accumulation)", c.AccumSteps)
+	case c.LRScaling != "none" && c.LRScaling != "linear":
+		return fmt.Errorf("train.lr_scaling = %q: allowed values are none, linear", c.LRScaling)
 	case !slices.Contains(nn.Precisions, c.Precision):
 		return fmt.Errorf("train.precision = %q: allowed values are %s", c.Precision, strings.Join(nn.Precisions, ", "))
 	case c.Precision != "fp32" && c.Device != "cuda" && (c.Backend == "ort" || c.Backend == "onnx"):
@@ -125,7 +144,7 @@ func Fixed() []spec.Section {
 	return []spec.Section{
 		fixed{"train", func() registry.Config {
 			return &TrainConfig{Epochs: 0, Steps: 300, LR: 1.5e-3, MinLR: 1e-5, WeightDecay: 0.05, WarmupSteps: 20, Clip: 3,
-				Beta1: 0.9, Beta2: 0.999, CheckpointEvery: 100, LogEvery: 10, Backend: "auto", Device: "cpu", Precision: "fp32"}
+				Beta1: 0.9, Beta2: 0.999, CheckpointEvery: 100, LogEvery: 10, Backend: "auto", Device: "cpu", Precision: "fp32", AccumSteps: 1, LRScaling: "none"}
 		}},
 		fixed{"eval", func() registry.Config { return eval.DefaultConfig() }},
 	}

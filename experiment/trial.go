@@ -119,10 +119,11 @@ func (t *Trial) TotalSteps() (int, error) {
 	if t.Cfg.Train.Steps > 0 {
 		return t.Cfg.Train.Steps, nil
 	}
-	per := t.Data.Train.N / t.Cfg.Data.BatchSize
+	eb := t.Cfg.Train.EffectiveBatch(t.Cfg.Data.BatchSize)
+	per := t.Data.Train.N / eb
 	if per < 1 {
-		return 0, fmt.Errorf("data.batch_size = %d: larger than the %d training images, so train.epochs = %d gives no step (lower the batch or set train.steps)",
-			t.Cfg.Data.BatchSize, t.Data.Train.N, t.Cfg.Train.Epochs)
+		return 0, fmt.Errorf("data.batch_size = %d x train.accum_steps = %d: larger than the %d training images, so train.epochs = %d gives no step (lower the batch or set train.steps)",
+			t.Cfg.Data.BatchSize, t.Cfg.Train.AccumSteps, t.Data.Train.N, t.Cfg.Train.Epochs)
 	}
 	if t.Cfg.Train.Epochs > MaxSteps/per {
 		return 0, fmt.Errorf("train.epochs = %d x %d batches per epoch: more than %d steps", t.Cfg.Train.Epochs, per, MaxSteps)
@@ -134,6 +135,9 @@ func (t *Trial) loaderConfig(train bool) data.LoaderConfig {
 	c := t.Cfg.Data
 	lc := data.LoaderConfig{BatchSize: c.BatchSize, Seed: t.Cfg.Train.Seed, Normalize: c.Normalize}
 	if train {
+		// One optimiser step reads the effective batch; StepInputs cuts it into the micro-batches, so a
+		// batch of 64 x accum_steps 4 sees the images, masks and drop path of one batch of 256.
+		lc.BatchSize = t.Cfg.Train.EffectiveBatch(c.BatchSize)
 		lc.Shuffle, lc.DropLast, lc.Augment = true, true, c.Augment
 		lc.CropScale = [2]float64{c.CropScale[0], c.CropScale[1]}
 	}
@@ -409,7 +413,8 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 
 func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec runner.Recorder, total int) error {
 	tc := t.Cfg.Train
-	sched := nn.Schedule{Base: tc.LR, Min: tc.MinLR, Warmup: tc.WarmupSteps, Total: total}
+	peak := tc.PeakLR(t.Cfg.Data.BatchSize)
+	sched := nn.Schedule{Base: peak, Min: math.Min(tc.MinLR, peak), Warmup: tc.WarmupSteps, Total: total}
 	tr.Total = total // the method's scheduled values (EMA momenta) follow the step
 	if tr.Step >= total {
 		return nil
@@ -455,7 +460,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 	}
 	start, lastPrint := time.Now(), time.Now()
 	startStep := tr.Step
-	bs := t.Cfg.Data.BatchSize
+	bs := t.Cfg.Train.EffectiveBatch(t.Cfg.Data.BatchSize) // images per optimiser step, for images/s
 	for tr.Step < total {
 		if ctx.Err() != nil {
 			if lost() {
@@ -475,7 +480,22 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 			return err
 		}
 		lr := sched.At(tr.Step)
-		loss, gn, met, err := tr.TrainStep(lr, in...)
+		var loss, gn float64
+		var met []float64
+		if k := tc.AccumSteps; k > 1 {
+			micro := make([][]*tensors.Tensor, k)
+			for _, x := range in {
+				for j, part := range nn.CutRows(x, k) {
+					micro[j] = append(micro[j], part)
+				}
+			}
+			loss, gn, met, err = tr.AccumStep(lr, micro)
+			for _, m := range micro {
+				nn.Free(m...)
+			}
+		} else {
+			loss, gn, met, err = tr.TrainStep(lr, in...)
+		}
 		nn.Free(in...)
 		if err != nil {
 			flush()

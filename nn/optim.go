@@ -126,7 +126,6 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 	for _, d := range data {
 		dataShapes = append(dataShapes, d.Shape())
 	}
-	opt := t.Opt
 	prog, err := Compile(t.backend, t.Set, t.dtype, true, dataShapes, func(s Scope, in []*Node) []*Node {
 		ms, vs := in[:nt], in[nt:2*nt]
 		lr, bc1, bc2 := in[2*nt], in[2*nt+1], in[2*nt+2]
@@ -139,66 +138,7 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 			wrt[k] = params[i]
 		}
 		grads := Gradient(loss, wrt...)
-		sq := make([]*Node, nt)
-		for k, g := range grads {
-			sq[k] = ReduceAllSum(Square(g))
-		}
-		total := sq[0]
-		for _, x := range sq[1:] {
-			total = Add(total, x)
-		}
-		norm := Sqrt(total)
-		scale := s.Scalar(1)
-		if opt.Clip > 0 {
-			scale = Min(scale, Div(s.Scalar(opt.Clip), AddScalar(norm, 1e-6)))
-		}
-		outP := make([]*Node, len(params))
-		outM := make([]*Node, nt)
-		outV := make([]*Node, nt)
-		for k, i := range trained {
-			p := params[i]
-			noDecay := t.Set.Params[i].NoDecay
-			g := Mul(grads[k], scale)
-			lr := lr
-			if t.LRScale != nil && t.LRScale[i] != 1 {
-				lr = MulScalar(lr, t.LRScale[i])
-			}
-			if opt.SGD {
-				if opt.WeightDecay > 0 && !noDecay {
-					g = Add(g, MulScalar(p, opt.WeightDecay))
-				}
-				buf := Add(MulScalar(ms[k], opt.Beta1), g)
-				outP[i] = Sub(p, Mul(lr, Add(g, MulScalar(buf, opt.Beta1))))
-				outM[k], outV[k] = buf, vs[k]
-				continue
-			}
-			m := Add(MulScalar(ms[k], opt.Beta1), MulScalar(g, 1-opt.Beta1))
-			v := Add(MulScalar(vs[k], opt.Beta2), MulScalar(Square(g), 1-opt.Beta2))
-			if opt.WeightDecay > 0 && !noDecay {
-				p = Sub(p, Mul(p, MulScalar(lr, opt.WeightDecay)))
-			}
-			upd := Div(Div(m, bc1), AddScalar(Sqrt(Div(v, bc2)), opt.Eps))
-			outP[i] = Sub(p, Mul(lr, upd))
-			outM[k], outV[k] = m, v
-		}
-		// After the optimiser step: each EMA copy moves towards its source's new value.
-		momentum := map[string]*Node{}
-		for _, e := range t.Set.EMAs {
-			momentum[e.Prefix] = s.Scheduled(e.MomentumName(), e.Momentum)
-		}
-		for i, spec := range t.Set.Params {
-			if spec.Trained() {
-				continue
-			}
-			j, _ := t.Set.Index(spec.EMAOf)
-			var mom *Node
-			for _, e := range t.Set.EMAs {
-				if strings.HasPrefix(spec.Name, e.Prefix+".") {
-					mom = momentum[e.Prefix]
-				}
-			}
-			outP[i] = Add(Mul(params[i], mom), Mul(OneMinus(mom), outP[j]))
-		}
+		outP, outM, outV, norm := t.update(s, params, trained, grads, ms, vs, lr, bc1, bc2)
 		out := append(append(append(outP, outM...), outV...), loss, norm)
 		return append(out, metrics...)
 	})
@@ -207,6 +147,75 @@ func (t *Trainer) program(data []*tensors.Tensor) (*Program, error) {
 	}
 	t.progs[key] = prog
 	return prog, nil
+}
+
+// update is one optimiser step in the graph: global-norm clipping of the trained parameters' gradients, AdamW
+// (or SGD), then each EMA copy towards its source's new value. It returns every parameter's new value, the
+// trained parameters' new moments, and the gradient norm before clipping.
+func (t *Trainer) update(s Scope, params []*Node, trained []int, grads, ms, vs []*Node, lr, bc1, bc2 *Node) (outP, outM, outV []*Node, norm *Node) {
+	opt := t.Opt
+	nt := len(trained)
+	sq := make([]*Node, nt)
+	for k, g := range grads {
+		sq[k] = ReduceAllSum(Square(g))
+	}
+	total := sq[0]
+	for _, x := range sq[1:] {
+		total = Add(total, x)
+	}
+	norm = Sqrt(total)
+	scale := s.Scalar(1)
+	if opt.Clip > 0 {
+		scale = Min(scale, Div(s.Scalar(opt.Clip), AddScalar(norm, 1e-6)))
+	}
+	outP = make([]*Node, len(params))
+	outM = make([]*Node, nt)
+	outV = make([]*Node, nt)
+	for k, i := range trained {
+		p := params[i]
+		noDecay := t.Set.Params[i].NoDecay
+		g := Mul(grads[k], scale)
+		lr := lr
+		if t.LRScale != nil && t.LRScale[i] != 1 {
+			lr = MulScalar(lr, t.LRScale[i])
+		}
+		if opt.SGD {
+			if opt.WeightDecay > 0 && !noDecay {
+				g = Add(g, MulScalar(p, opt.WeightDecay))
+			}
+			buf := Add(MulScalar(ms[k], opt.Beta1), g)
+			outP[i] = Sub(p, Mul(lr, Add(g, MulScalar(buf, opt.Beta1))))
+			outM[k], outV[k] = buf, vs[k]
+			continue
+		}
+		m := Add(MulScalar(ms[k], opt.Beta1), MulScalar(g, 1-opt.Beta1))
+		v := Add(MulScalar(vs[k], opt.Beta2), MulScalar(Square(g), 1-opt.Beta2))
+		if opt.WeightDecay > 0 && !noDecay {
+			p = Sub(p, Mul(p, MulScalar(lr, opt.WeightDecay)))
+		}
+		upd := Div(Div(m, bc1), AddScalar(Sqrt(Div(v, bc2)), opt.Eps))
+		outP[i] = Sub(p, Mul(lr, upd))
+		outM[k], outV[k] = m, v
+	}
+	// After the optimiser step: each EMA copy moves towards its source's new value.
+	momentum := map[string]*Node{}
+	for _, e := range t.Set.EMAs {
+		momentum[e.Prefix] = s.Scheduled(e.MomentumName(), e.Momentum)
+	}
+	for i, spec := range t.Set.Params {
+		if spec.Trained() {
+			continue
+		}
+		j, _ := t.Set.Index(spec.EMAOf)
+		var mom *Node
+		for _, e := range t.Set.EMAs {
+			if strings.HasPrefix(spec.Name, e.Prefix+".") {
+				mom = momentum[e.Prefix]
+			}
+		}
+		outP[i] = Add(Mul(params[i], mom), Mul(OneMinus(mom), outP[j]))
+	}
+	return outP, outM, outV, norm
 }
 
 // TrainStep runs one step at learning rate lr and returns the loss, the gradient norm before clipping and
