@@ -27,6 +27,9 @@ type Needs struct {
 	Mask   bool // visible and masked indices and the [B,N] mask, drawn by the masking strategy
 	Target bool // a target (and its host input, if it has one)
 	Labels bool // the class labels
+	// TwoViews: a second, independently augmented view of the same images (Inputs.Images2), for methods that
+	// compare two views of an image (MoCo v3). The data loader draws it from its own seeded source.
+	TwoViews bool
 }
 
 // Method is a pretraining (or supervised) method.
@@ -83,7 +86,9 @@ func (m *Model) Check() error {
 }
 
 // Data input order of a training step whose method needs masks: images, visible, masked, mask, then the
-// target's host input (when it has one), then labels (when needed). Without masks: images, then the rest.
+// target's host input (when it has one), then labels (when needed), then the second view (when needed).
+// Without masks: images, then the rest. The second view comes last so the positions below hold for every
+// method.
 const (
 	InImages = iota
 	InVisible
@@ -99,6 +104,7 @@ type Inputs struct {
 	MaskF   *Node // [B,N] 1 = masked
 	Host    *Node // the target's host input
 	Labels  *Node // [B] int64
+	Images2 *Node // [B,C,S,S], a second view of Images (Needs.TwoViews)
 }
 
 // HostInput is the target's host input, nil when it has none or the method needs no target.
@@ -125,6 +131,9 @@ func (m *Model) DataShapes(b int) []shapes.Shape {
 	if need.Labels {
 		out = append(out, shapes.Make(dtypes.Int64, b))
 	}
+	if need.TwoViews {
+		out = append(out, out[0])
+	}
 	return out
 }
 
@@ -143,6 +152,10 @@ func (m *Model) Unpack(in []*Node) Inputs {
 	}
 	if need.Labels {
 		x.Labels = in[i]
+		i++
+	}
+	if need.TwoViews {
+		x.Images2 = in[i]
 	}
 	return x
 }
