@@ -1,7 +1,9 @@
 // Package method wires the components into a trainable model and names the loss, under [method]. Each
 // method is one file holding its config, its registration and its Method: which inputs a training step
 // needs, what it checks of the components it is given, its metrics and its loss. The shipped ones:
-// CAE (cae.go), BEiT (beit.go), MAE (mae.go) and a supervised ViT (supervised.go). Extras are optional
+// CAE (cae.go), BEiT (beit.go), MAE (mae.go), SimMIM (simmim.go), a supervised ViT (supervised.go), and
+// the methods with an EMA teacher, I-JEPA (ijepa.go), data2vec (data2vec.go) and MoCo v3 (mocov3.go, which
+// also asks for two views of each image). Extras are optional
 // interfaces found by type assertion (Reconstructor: draws the paper's Fig. 4).
 //
 // Nothing outside a method's own file asks for a method by name.
