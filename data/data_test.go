@@ -315,3 +315,66 @@ func TestSubsetBeforeConvert(t *testing.T) {
 		t.Errorf("no limits: %d/%d images, want 60000/10000", full.Train.N, full.Test.N)
 	}
 }
+
+// A loader asked for two views gives, per image, a second view augmented apart from the first (the views
+// differ) from a seeded source (a second loader with the same seed gives the same pairs, a resumed one the
+// same batch), and leaves the first view bit-identical to a one-view loader's (the methods that ask for one
+// view keep their numbers). Without augmentation the two views are the image twice.
+func TestLoaderTwoViews(t *testing.T) {
+	c := defaults("synthetic")
+	d := load(t, c)
+	cases := []struct {
+		name string
+		aug  []string
+	}{
+		{"crop", []string{"random_resized_crop"}},
+		{"crop+flip", []string{"random_resized_crop", "hflip"}},
+		{"none", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			one := LoaderConfig{BatchSize: 16, Seed: 3, Shuffle: true, Augment: tc.aug, CropScale: [2]float64{0.3, 1}, Normalize: true, DropLast: true}
+			two := one
+			two.TwoViews = true
+			l1, l2, l3 := NewLoader(d, &d.Train, one, 0), NewLoader(d, &d.Train, two, 0), NewLoader(d, &d.Train, two, 0)
+			defer l1.Close()
+			defer l2.Close()
+			defer l3.Close()
+			resumed := NewLoader(d, &d.Train, two, 2)
+			defer resumed.Close()
+			var third Batch
+			for step := 0; step < 3; step++ {
+				a, b, b2 := l1.Next(), l2.Next(), l3.Next()
+				if a.Images2 != nil {
+					t.Fatal("a one-view loader gave a second view")
+				}
+				if len(b.Images2) != len(b.Images) {
+					t.Fatalf("step %d: second view has %d values, first %d", step, len(b.Images2), len(b.Images))
+				}
+				if !slices.Equal(a.Images, b.Images) {
+					t.Fatalf("step %d: asking for a second view changed the first", step)
+				}
+				if !slices.Equal(b.Images2, b2.Images2) {
+					t.Fatalf("step %d: two loaders with one seed gave different second views", step)
+				}
+				n := d.ImageLen()
+				same := 0
+				for j := 0; j < 16; j++ {
+					if slices.Equal(b.Images[j*n:(j+1)*n], b.Images2[j*n:(j+1)*n]) {
+						same++
+					}
+				}
+				if tc.aug != nil && same > 0 {
+					t.Fatalf("step %d: %d of 16 images have two identical views under %v", step, same, tc.aug)
+				}
+				if tc.aug == nil && same != 16 {
+					t.Fatalf("step %d: without augmentation %d of 16 pairs are identical, want all", step, same)
+				}
+				third = b
+			}
+			if r := resumed.Next(); !slices.Equal(r.Images2, third.Images2) || !slices.Equal(r.Images, third.Images) {
+				t.Fatal("a loader resumed at step 2 does not give batch 2's views")
+			}
+		})
+	}
+}

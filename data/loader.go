@@ -9,10 +9,13 @@ import (
 // Batch is one batch: Images B x C x S x S float32, Labels B, and the sample indices it holds.
 type Batch struct {
 	Images []float32
-	Labels []int64
-	Index  []int
-	Step   int
-	Err    error // the loader failed; no images
+	// Images2 is a second view of the same images (LoaderConfig.TwoViews), augmented independently of the
+	// first from its own seeded source; nil otherwise.
+	Images2 []float32
+	Labels  []int64
+	Index   []int
+	Step    int
+	Err     error // the loader failed; no images
 }
 
 // LoaderConfig says how batches are made.
@@ -24,7 +27,17 @@ type LoaderConfig struct {
 	CropScale [2]float64
 	Normalize bool // subtract the train mean, divide by the train std (per channel)
 	DropLast  bool // only full batches (static shapes for training); else the last batch is short
+	// TwoViews adds Batch.Images2, a second view of every image (contrastive methods: MoCo v3). Its
+	// augmentation draws from a source of its own, keyed by (seed, step, sample) like the first view's, so
+	// the first view is bit-identical with or without it and a resumed run gets the same pairs.
+	TwoViews bool
 }
+
+// Stream keys of the per-sample augmentation sources: the first view's ("aug") and the second's ("view2").
+const (
+	augKey   = 0x617567
+	view2Key = 0x7669657732
+)
 
 // Loader yields batches in an order fixed by the seed: batch `step` is a pure function of (seed, step),
 // so a resumed trial continues exactly. A background goroutine prepares the next batches.
@@ -126,36 +139,49 @@ func (l *Loader) Make(step int) Batch {
 	d := l.ds
 	n := d.ImageLen()
 	b := Batch{Images: make([]float32, 0, len(idx)*n), Labels: make([]int64, len(idx)), Index: idx, Step: step}
-	aug := len(l.cfg.Augment) > 0
+	if l.cfg.TwoViews {
+		b.Images2 = make([]float32, 0, len(idx)*n)
+	}
 	for j, i := range idx {
 		img := l.split.Images[i*n : (i+1)*n]
-		if aug {
-			r := rand.New(rand.NewPCG(l.cfg.Seed^0x617567, uint64(step)<<20|uint64(j)))
-			img = slices.Clone(img)
-			for _, a := range l.cfg.Augment {
-				switch a {
-				case "random_resized_crop":
-					img = randomResizedCrop(img, d.Channels, d.Size, l.cfg.CropScale, r)
-				case "hflip":
-					if r.IntN(2) == 1 {
-						hflip(img, d.Channels, d.Size)
-					}
-				}
-			}
-		}
-		start := len(b.Images)
-		b.Images = append(b.Images, img...)
-		if l.cfg.Normalize {
-			hw := d.Size * d.Size
-			for ch := 0; ch < d.Channels; ch++ {
-				seg := b.Images[start+ch*hw : start+(ch+1)*hw]
-				m, s := d.Mean[ch], d.Std[ch]
-				for t := range seg {
-					seg[t] = (seg[t] - m) / s
-				}
-			}
+		b.Images = l.view(b.Images, img, augKey, step, j)
+		if l.cfg.TwoViews {
+			b.Images2 = l.view(b.Images2, img, view2Key, step, j)
 		}
 		b.Labels[j] = int64(l.split.Labels[i])
 	}
 	return b
+}
+
+// view appends one view of img to dst: augmented from the source keyed by (seed ^ key, step, sample j) when
+// the loader augments, then normalised when it normalises.
+func (l *Loader) view(dst, img []float32, key uint64, step, j int) []float32 {
+	d := l.ds
+	if len(l.cfg.Augment) > 0 {
+		r := rand.New(rand.NewPCG(l.cfg.Seed^key, uint64(step)<<20|uint64(j)))
+		img = slices.Clone(img)
+		for _, a := range l.cfg.Augment {
+			switch a {
+			case "random_resized_crop":
+				img = randomResizedCrop(img, d.Channels, d.Size, l.cfg.CropScale, r)
+			case "hflip":
+				if r.IntN(2) == 1 {
+					hflip(img, d.Channels, d.Size)
+				}
+			}
+		}
+	}
+	start := len(dst)
+	dst = append(dst, img...)
+	if l.cfg.Normalize {
+		hw := d.Size * d.Size
+		for ch := 0; ch < d.Channels; ch++ {
+			seg := dst[start+ch*hw : start+(ch+1)*hw]
+			m, s := d.Mean[ch], d.Std[ch]
+			for t := range seg {
+				seg[t] = (seg[t] - m) / s
+			}
+		}
+	}
+	return dst
 }

@@ -213,6 +213,11 @@ func CheckCross(res *spec.Resolved) error {
 			return wrap(fmt.Errorf("eval.encoder = %q (at %s): method.name = %q has no EMA teacher; allowed: encoder", c.Eval.Encoder, res.Where("eval.encoder"), m.Name))
 		}
 	}
+	if m.Method.Needs().TwoViews && len(c.Data.Augment) == 0 {
+		// Two views of an unaugmented image are the image twice: a contrastive loss between them learns nothing.
+		return wrap(fmt.Errorf("method.name = %q compares two augmented views of each image: data.augment is empty (at %s); allowed: %s",
+			m.Name, res.Where("data.augment"), strings.Join(data.Augmentations, ", ")))
+	}
 	if m.Method.Needs().Mask {
 		strat, err := build(masking.Registry, c, "masking")
 		if err != nil {

@@ -144,6 +144,14 @@ func (t *Trial) loaderConfig(train bool) data.LoaderConfig {
 	return lc
 }
 
+// trainLoaderConfig is the pretraining loader's: loaderConfig(true), with a second view of every image when
+// the method compares two (fine-tuning and the probes read one view).
+func (t *Trial) trainLoaderConfig() data.LoaderConfig {
+	lc := t.loaderConfig(true)
+	lc.TwoViews = t.Model.Method.Needs().TwoViews
+	return lc
+}
+
 // evalLoaderConfig reads a split in order, unaugmented, in batches of eval.batch: the size the feature and
 // accuracy graphs are compiled for. (It used data.batch_size, so each 256-image graph ran on 64 images and
 // padding: feature extraction took 4x as long as it needed, BENCHMARKS.md, issue 18.)
@@ -155,7 +163,8 @@ func (t *Trial) evalLoaderConfig() data.LoaderConfig {
 
 // StepInputs turns a batch into the training step's data tensors, in the order of Model.DataShapes:
 // images, then masks (a pure function of (seed, step, sample)) when the method needs them, the target's host
-// input when it has one, labels when the method needs them.
+// input when it has one, labels when the method needs them, the second view when the method needs two (from
+// a loader made by trainLoaderConfig).
 func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) {
 	v := t.Model.ViT
 	bs := len(b.Labels)
@@ -191,6 +200,14 @@ func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) {
 	}
 	if need.Labels {
 		out = append(out, tensors.FromFlatDataAndDimensions(append([]int64(nil), b.Labels...), bs))
+	}
+	if need.TwoViews {
+		if len(b.Images2) != len(b.Images) {
+			nn.Free(out...)
+			return nil, fmt.Errorf("method %s needs two views of each image; the batch of step %d has %d values of a second view, want %d (a loader without TwoViews)",
+				t.Cfg.Impl("method"), b.Step, len(b.Images2), len(b.Images))
+		}
+		out = append(out, tensors.FromFlatDataAndDimensions(b.Images2, bs, v.Channels, v.ImageSize, v.ImageSize))
 	}
 	return out, nil
 }
@@ -419,7 +436,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 	if tr.Step >= total {
 		return nil
 	}
-	loader := data.NewLoader(t.Data, &t.Data.Train, t.loaderConfig(true), tr.Step)
+	loader := data.NewLoader(t.Data, &t.Data.Train, t.trainLoaderConfig(), tr.Step)
 	defer loader.Close()
 	names := t.Model.MetricNames()
 	var pending []store.Metric

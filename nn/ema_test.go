@@ -307,3 +307,62 @@ func TestSchedAt(t *testing.T) {
 		}
 	}
 }
+
+// One model may hold several EMA copies (MoCo v3's momentum encoder and momentum projector): each follows
+// its own source with its own schedule, here a constant 0.5 for the head's copy and linear 0.8 -> 0.98 for
+// the encoder's, so a copy updated with the other's momentum fails the check.
+func TestTwoEMACopiesFollowTheirOwnSources(t *testing.T) {
+	c := tinyViT()
+	encSched, headSched := Sched{From: 0.8, To: 0.98, Shape: "linear"}, Constant(0.5)
+	loss := func(s Scope, data []*Node) (*Node, []*Node) {
+		in := ViTInput{Patches: Patchify(data[0], c.PatchSize), Keep: data[1]}
+		z := Linear(s.Sub("head"), ViT(s.Sub("encoder"), c, in), 8, true)
+		k := Linear(s.EMA("head_copy", "head", headSched), ViT(s.EMA("teacher", "encoder", encSched), c, in), 8, true)
+		return Add(MSE(z, k), MSE(z, OnesLike(z))), nil
+	}
+	const steps = 4
+	x, keep := randImages(1, 4, 1, 12), keepIdx(4, 5)
+	tr, err := NewTrainer(goBackend(t), dtypes.Float32, loss, []shapes.Shape{x.Shape(), keep.Shape()}, DefaultAdamW(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Finalize()
+	tr.Total = steps
+	if len(tr.Set.EMAs) != 2 {
+		t.Fatalf("EMA declarations %+v, want two", tr.Set.EMAs)
+	}
+	seen := map[string]bool{}
+	for step := 0; step < steps; step++ {
+		prev := make([][]float32, len(tr.Params))
+		for i, p := range tr.Set.Params {
+			if !p.Trained() {
+				prev[i] = Float32s(tr.Params[i])
+			}
+		}
+		if _, _, _, err := tr.TrainStep(1e-2, x, keep); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range tr.Set.Params {
+			if p.Trained() {
+				continue
+			}
+			prefix, _, _ := strings.Cut(p.Name, ".")
+			m := map[string]Sched{"teacher": encSched, "head_copy": headSched}[prefix].At(step, steps)
+			if want := map[string]string{"teacher": "encoder.", "head_copy": "head."}[prefix]; !strings.HasPrefix(p.EMAOf, want) {
+				t.Fatalf("%s is the EMA of %s, want a parameter under %s", p.Name, p.EMAOf, want)
+			}
+			seen[prefix] = true
+			j, _ := tr.Set.Index(p.EMAOf)
+			te, st := Float32s(tr.Params[i]), Float32s(tr.Params[j])
+			for k := range te {
+				want := m*float64(prev[i][k]) + (1-m)*float64(st[k])
+				if d := math.Abs(float64(te[k]) - want); d > 1e-6 {
+					t.Fatalf("step %d: %s[%d] = %v, want %v (m = %v)", step+1, p.Name, k, te[k], want, m)
+				}
+			}
+		}
+	}
+	if !seen["teacher"] || !seen["head_copy"] {
+		t.Fatalf("copies checked: %v, want both", seen)
+	}
+}

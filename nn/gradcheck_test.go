@@ -122,6 +122,18 @@ func TestGradientsFiniteDifference(t *testing.T) {
 		{"mse", []*tensors.Tensor{randT(r, B, N, D), randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
 			return MSE(d[0], d[1])
 		}},
+		{"unit_rows", []*tensors.Tensor{randT(r, B, N, D)}, func(s Scope, d []*Node) *Node {
+			return UnitRows(d[0])
+		}},
+		{"batch_norm", []*tensors.Tensor{randT(r, 6, D)}, func(s Scope, d []*Node) *Node {
+			return BatchNorm(s.Sub("bn"), AddScalar(MulScalar(d[0], 2), 0.5), true)
+		}},
+		{"batch_norm_no_affine", []*tensors.Tensor{randT(r, 6, D)}, func(s Scope, d []*Node) *Node {
+			return BatchNorm(s, d[0], false)
+		}},
+		{"info_nce", []*tensors.Tensor{randT(r, 5, D), randT(r, 5, D)}, func(s Scope, d []*Node) *Node {
+			return InfoNCE(d[0], d[1], 0.2)
+		}},
 		{"drop_path_train", []*tensors.Tensor{randT(r, 8, N, D)}, func(s Scope, d []*Node) *Node {
 			return DropPath(s, d[0], 0.4)
 		}},

@@ -20,7 +20,6 @@ import (
 	"mimlab/components/targets"
 	"mimlab/data"
 	"mimlab/experiment"
-	"mimlab/framework/store"
 	"mimlab/nn"
 )
 
@@ -43,25 +42,8 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 		progress("figures for " + c)
 		// A trial whose model cannot be loaded (a missing or damaged checkpoint, a hash that is not one)
 		// loses its figures, not the report.
-		if !store.ValidHash(ti.Hash) {
-			progress(fmt.Sprintf("skipping the figures of trial %d: its hash %q is not 16 hex digits", ti.ID, ti.Hash))
-			continue
-		}
-		res, err := experiment.ResolveStored(ti.Spec)
+		t, set, params, step, err := trained(env, ti)
 		if err != nil {
-			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
-			continue
-		}
-		env.AddSpec(ti.Hash, res)
-		t, err := env.Prepare(ti.Hash)
-		if err != nil {
-			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
-			continue
-		}
-		t.FindDir(ti.LegacyHash)
-		set, params, step, err := t.LoadTrained()
-		if err != nil {
-			t.Close()
 			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
 			continue
 		}
@@ -101,6 +83,17 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 				}
 			}
 			recSec.grid = append(recSec.grid, []figure{{relR, c}})
+		}
+	}
+	conc, err := concentrationTable(env, configs, by, progress)
+	if err != nil {
+		return nil, err
+	}
+	if len(conc.rows) > 0 {
+		attSec.text += " " + fmt.Sprintf(concentrationText, attnStatImages)
+		attSec.tables = append(attSec.tables, conc)
+		if short := keyTable(configs, by); shortened(short) {
+			attSec.tables = append(attSec.tables, short)
 		}
 	}
 	out := []*section{tsneSec, attSec}

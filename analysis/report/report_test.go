@@ -134,6 +134,42 @@ func TestReportImagesAreValidPNGs(t *testing.T) {
 		t.Error("a second report recomputed a cached model figure")
 	}
 	checkResultsDoc(t, db, dir)
+	checkAttentionDoc(t, db, dir)
+	// The report's attention section carries Fig. 6 in numbers: a row per configuration over its 2 seeds, and
+	// the uniform reference of the 3x3 grid (1 central patch of 9).
+	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	for _, want := range []string{"| configuration | central mass | image spread | entropy / log N | image spread |", "| reference: uniform map, 3x3 grid | 0.1111 | 0 | 1.0000 | 0 |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("REPORT.md lacks %q", want)
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^\| num_masked=[34] \| 0\.\d{4} ± \d\.\d{4} \(n=2\) \| 0\.\d{4} \| 0\.\d{4} ± \d\.\d{4} \(n=2\) \| 0\.\d{4} \|$`).FindAllString(string(md), -1)); n != 2 {
+		t.Errorf("REPORT.md has %d attention concentration rows over 2 seeds, want 2:\n%s", n, md)
+	}
+}
+
+// checkAttentionDoc: an attention block is filled from the checkpoints and then checks clean; without them
+// (ResultsDoc, no models) it is an error saying what to give, not a silently kept stale block.
+func checkAttentionDoc(t *testing.T, db, dir string) {
+	doc := filepath.Join(dir, "ATTENTION.md")
+	os.WriteFile(doc, []byte("<!-- mimlab:attention sweep=tiny -->\nstale\n<!-- mimlab:end -->\n"), 0o644)
+	if _, err := ResultsDoc(db, doc, true); err == nil || !strings.Contains(err.Error(), "block attention sweep=tiny") || !strings.Contains(err.Error(), "--runs") {
+		t.Fatalf("an attention block without checkpoints: %v", err)
+	}
+	models := &Models{Backend: "go", Runs: filepath.Join(dir, "runs"), Log: io.Discard}
+	if _, err := ResultsDocWith(db, doc, true, models); err == nil || !strings.Contains(err.Error(), "attention sweep=tiny differs") {
+		t.Fatalf("check of a stale attention block: %v", err)
+	}
+	if _, err := ResultsDocWith(db, doc, false, models); err != nil {
+		t.Fatal(err)
+	}
+	filled, _ := os.ReadFile(doc)
+	if !strings.Contains(string(filled), "| num_masked=3 | 0.") || !strings.Contains(string(filled), "(n=2)") {
+		t.Errorf("filled attention block:\n%s", filled)
+	}
+	if _, err := ResultsDocWith(db, doc, true, models); err != nil {
+		t.Fatalf("check right after fill: %v", err)
+	}
 }
 
 // checkResultsDoc: --fill writes the sweep's tables into a results document, --check accepts it, and a number

@@ -21,7 +21,13 @@ import (
 // and holds the sweep's probe table (mean ± std over seeds, with the reference rows), the pairwise
 // differences and the swept-axis tables. Fill rewrites every block from the database; Check reports each
 // block whose text is not what the database gives now, so a hand-edited or stale number is caught.
+//
+// A block opened by `<!-- mimlab:attention sweep=NAME -->` instead holds the sweep's attention concentration
+// table (Fig. 6 in numbers: central mass and entropy of the cls attention, over seeds and test images),
+// computed from the trials' checkpoints, so filling or checking it needs them (ResultsDocWith's models).
 var blockRE = regexp.MustCompile(`(?s)(<!-- mimlab:tables sweep=([^ ]+) -->\n)(.*?)(<!-- mimlab:end -->)`)
+
+var attnRE = regexp.MustCompile(`(?s)(<!-- mimlab:attention sweep=([^ ]+) -->\n)(.*?)(<!-- mimlab:end -->)`)
 
 // SweepTables renders a sweep's tables (or several sweeps', comma-separated: then without the axis tables)
 // as Markdown, without figures.
@@ -76,6 +82,12 @@ func blockIn(sweep string, only []string) bool {
 // into different databases). It returns the sweeps it handled; a check that finds a difference returns an
 // error naming the sweep and the first differing line.
 func ResultsDoc(db, path string, check bool, only ...string) ([]string, error) {
+	return ResultsDocWith(db, path, check, nil, only...)
+}
+
+// ResultsDocWith is ResultsDoc that also fills or checks the attention blocks, from the checkpoints models
+// names (nil: a document with attention blocks is an error saying what to give).
+func ResultsDocWith(db, path string, check bool, models *Models, only ...string) ([]string, error) {
 	if err := store.CheckExists(db); err != nil {
 		return nil, err
 	}
@@ -90,30 +102,34 @@ func ResultsDoc(db, path string, check bool, only ...string) ([]string, error) {
 	defer st.Close()
 	var sweeps []string
 	var firstErr error
-	out := blockRE.ReplaceAllStringFunc(string(src), func(m string) string {
-		g := blockRE.FindStringSubmatch(m)
-		sweep := g[2]
-		if len(only) > 0 && !blockIn(sweep, only) {
-			return m
-		}
-		sweeps = append(sweeps, sweep)
-		tabs, err := SweepTables(st, sweep)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("%s, block sweep=%s: %w", path, sweep, err)
+	fillBlocks := func(src string, re *regexp.Regexp, kind string, render func(sweep string) (string, error)) string {
+		return re.ReplaceAllStringFunc(src, func(m string) string {
+			g := re.FindStringSubmatch(m)
+			sweep := g[2]
+			if len(only) > 0 && !blockIn(sweep, only) {
+				return m
 			}
-			return m
-		}
-		if check && g[3] != tabs && firstErr == nil {
-			firstErr = fmt.Errorf("%s, block sweep=%s differs from %s: %s", path, sweep, st.Path, firstDiff(g[3], tabs))
-		}
-		return g[1] + tabs + g[4]
-	})
+			sweeps = append(sweeps, sweep)
+			tabs, err := render(sweep)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s, block %ssweep=%s: %w", path, kind, sweep, err)
+				}
+				return m
+			}
+			if check && g[3] != tabs && firstErr == nil {
+				firstErr = fmt.Errorf("%s, block %ssweep=%s differs from %s: %s", path, kind, sweep, st.Path, firstDiff(g[3], tabs))
+			}
+			return g[1] + tabs + g[4]
+		})
+	}
+	out := fillBlocks(string(src), blockRE, "", func(sweep string) (string, error) { return SweepTables(st, sweep) })
+	out = fillBlocks(out, attnRE, "attention ", func(sweep string) (string, error) { return AttentionTables(st, sweep, models) })
 	if firstErr != nil {
 		return sweeps, firstErr
 	}
 	if len(sweeps) == 0 {
-		return nil, fmt.Errorf("%s has no <!-- mimlab:tables sweep=NAME --> ... <!-- mimlab:end --> blocks%s", path, map[bool]string{true: " for sweep " + strings.Join(only, ","), false: ""}[len(only) > 0])
+		return nil, fmt.Errorf("%s has no <!-- mimlab:tables sweep=NAME --> (or mimlab:attention) ... <!-- mimlab:end --> blocks%s", path, map[bool]string{true: " for sweep " + strings.Join(only, ","), false: ""}[len(only) > 0])
 	}
 	if check || out == string(src) {
 		return sweeps, nil

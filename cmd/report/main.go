@@ -1,7 +1,8 @@
 // Command report writes report/index.html (and with --markdown report/REPORT.md) from a results database:
 // curves, probe accuracies beside the reference rows, accuracy against swept axes, t-SNE, attention maps and
 // reconstructions. With --fill or --check it instead rewrites or verifies the generated table blocks of a
-// results document (RESULTS.md). Exit status: 0 written, 1 failed (or a check found a difference), 2 bad
+// results document (RESULTS.md): the probe tables from the database, the attention concentration blocks
+// (Fig. 6 in numbers) from the trials' checkpoints under --runs. Exit status: 0 written, 1 failed (or a check found a difference), 2 bad
 // flags.
 package main
 
@@ -43,7 +44,8 @@ func main() {
 		if *sweep != "" {
 			only = strings.Split(*sweep, ",")
 		}
-		sweeps, err := report.ResultsDoc(*db, path, isCheck, only...)
+		// Attention blocks read the trials' checkpoints (--runs, --backend); table blocks need only --db.
+		sweeps, err := report.ResultsDocWith(*db, path, isCheck, &report.Models{Backend: *backend, Runs: *runs, Log: os.Stderr}, only...)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 			os.Exit(1)

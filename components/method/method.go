@@ -1,7 +1,9 @@
 // Package method wires the components into a trainable model and names the loss, under [method]. Each
 // method is one file holding its config, its registration and its Method: which inputs a training step
 // needs, what it checks of the components it is given, its metrics and its loss. The shipped ones:
-// CAE (cae.go), BEiT (beit.go), MAE (mae.go) and a supervised ViT (supervised.go). Extras are optional
+// CAE (cae.go), BEiT (beit.go), MAE (mae.go), SimMIM (simmim.go), a supervised ViT (supervised.go), and
+// the methods with an EMA teacher, I-JEPA (ijepa.go), data2vec (data2vec.go) and MoCo v3 (mocov3.go, which
+// also asks for two views of each image). Extras are optional
 // interfaces found by type assertion (Reconstructor: draws the paper's Fig. 4).
 //
 // Nothing outside a method's own file asks for a method by name.
@@ -27,6 +29,9 @@ type Needs struct {
 	Mask   bool // visible and masked indices and the [B,N] mask, drawn by the masking strategy
 	Target bool // a target (and its host input, if it has one)
 	Labels bool // the class labels
+	// TwoViews: a second, independently augmented view of the same images (Inputs.Images2), for methods that
+	// compare two views of an image (MoCo v3). The data loader draws it from its own seeded source.
+	TwoViews bool
 }
 
 // Method is a pretraining (or supervised) method.
@@ -83,7 +88,9 @@ func (m *Model) Check() error {
 }
 
 // Data input order of a training step whose method needs masks: images, visible, masked, mask, then the
-// target's host input (when it has one), then labels (when needed). Without masks: images, then the rest.
+// target's host input (when it has one), then labels (when needed), then the second view (when needed).
+// Without masks: images, then the rest. The second view comes last so the positions below hold for every
+// method.
 const (
 	InImages = iota
 	InVisible
@@ -99,6 +106,7 @@ type Inputs struct {
 	MaskF   *Node // [B,N] 1 = masked
 	Host    *Node // the target's host input
 	Labels  *Node // [B] int64
+	Images2 *Node // [B,C,S,S], a second view of Images (Needs.TwoViews)
 }
 
 // HostInput is the target's host input, nil when it has none or the method needs no target.
@@ -125,6 +133,9 @@ func (m *Model) DataShapes(b int) []shapes.Shape {
 	if need.Labels {
 		out = append(out, shapes.Make(dtypes.Int64, b))
 	}
+	if need.TwoViews {
+		out = append(out, out[0])
+	}
 	return out
 }
 
@@ -143,6 +154,10 @@ func (m *Model) Unpack(in []*Node) Inputs {
 	}
 	if need.Labels {
 		x.Labels = in[i]
+		i++
+	}
+	if need.TwoViews {
+		x.Images2 = in[i]
 	}
 	return x
 }
