@@ -37,7 +37,9 @@ func (p Pooled) Get(feature string) eval.Features {
 // to one size so a single compiled graph serves the split.
 func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.Split, tokens bool) (Pooled, eval.Tokens, error) {
 	v := t.Model.ViT
-	bs := t.Cfg.Eval.Batch
+	// A split smaller than eval.batch is one batch of its own size, not padded up to it (64 test images at
+	// ViT-S/16 224 px took as long as 256: issue 29).
+	bs := min(t.Cfg.Eval.Batch, max(split.N, 1))
 	shp := []shapes.Shape{shapes.Make(dtypes.Float32, bs, v.Channels, v.ImageSize, v.ImageSize)}
 	prog, err := nn.Compile(t.env.Backend, set, dtypes.Float32, false, shp, func(s nn.Scope, in []*Node) []*Node {
 		z := t.Model.Features(s, in[0]) // [B,1+N,D]
@@ -52,7 +54,9 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 		return Pooled{}, eval.Tokens{}, err
 	}
 	defer prog.Finalize()
-	loader := data.NewLoader(t.Data, split, t.evalLoaderConfig(), 0)
+	lc := t.evalLoaderConfig()
+	lc.BatchSize = bs
+	loader := data.NewLoader(t.Data, split, lc, 0)
 	defer loader.Close()
 	nt := v.NumPatches() + 1
 	labels := append([]int(nil), split.Labels...)

@@ -24,10 +24,11 @@ func TestExtractRunsEvalBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		train, eval, n, wantBatches int
+		train, eval, n, wantBatches, wantSize int
 	}{
 		{train: 16, eval: 64, n: 200, wantBatches: 4},
 		{train: 64, eval: 32, n: 200, wantBatches: 7},
+		{train: 16, eval: 256, n: 200, wantBatches: 1, wantSize: 200}, // a small split is not padded up to eval.batch
 	} {
 		sets := []string{"encoder.dim=16", "encoder.depth=1", "encoder.heads=2", "data.train_limit=200", "data.test_limit=100",
 			"data.batch_size=" + strconv.Itoa(c.train), "eval.batch=" + strconv.Itoa(c.eval)}
@@ -58,7 +59,11 @@ func TestExtractRunsEvalBatches(t *testing.T) {
 		if f.Cls.N != c.n || len(f.Cls.X) != c.n*16 {
 			t.Errorf("batch %d/%d: %d features of %d values, want %d of 16", c.train, c.eval, f.Cls.N, len(f.Cls.X), c.n)
 		}
-		want := "features: 200 images in " + strconv.Itoa(c.wantBatches) + " batches of " + strconv.Itoa(c.eval)
+		size := c.eval
+		if c.wantSize > 0 {
+			size = c.wantSize
+		}
+		want := "features: 200 images in " + strconv.Itoa(c.wantBatches) + " batches of " + strconv.Itoa(size)
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("data.batch_size %d, eval.batch %d: log %q, want %q", c.train, c.eval, log.String(), want)
 		}
