@@ -35,8 +35,9 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 		"Final-layer encoder features of every patch of %d test images (first seed of each configuration), Barnes-Hut t-SNE. "+
 			"Left: each patch coloured by its image's class. Right: foreground (patch mean intensity > 0.1) against background.", opt.TSNEImages)}
 	attSec := &section{title: "Attention maps (Fig. 6 analog)", text: "cls-to-patch attention of the last encoder layer, averaged over heads, upsampled and overlaid on the input, for fixed test images."}
-	recSec := &section{title: "Reconstructions (Fig. 4 analog)", text: "Pixel-target CAE models. Rows: input, masked input, the normal prediction (encoder on visible patches, regressor, decoder), " +
-		"and the decoder fed the encoder's own outputs on the masked patches (regressor skipped)."}
+	recSec := &section{title: "Reconstructions (Fig. 4 analog)", text: "Pixel-target CAE models. Rows: input; Fig. 4 as the paper draws it (the encoder on the whole, unmasked image, " +
+		"the regressor skipped, the decoder on every patch's representation: the whole image reconstructed); masked input; the normal prediction of the masked patches " +
+		"(encoder on visible patches, regressor, decoder); and the decoder fed the encoder's own outputs on the masked patches alone (regressor skipped)."}
 	for _, c := range configs {
 		ti := by[c][0]
 		progress("figures for " + c)
@@ -76,7 +77,7 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 		// reconstructions
 		_, pixels := t.Model.Target.(targets.Pixel)
 		if _, ok := t.Model.Method.(method.Reconstructor); ok && pixels {
-			relR, absR, okR := fig("recon")
+			relR, absR, okR := fig("recon5") // five rows since Fig. 4 as the paper draws it (a new name: cached four-row figures are not reused)
 			if !okR {
 				if err := reconFigure(t, set, params, absR); err != nil {
 					return nil, fmt.Errorf("reconstructions of trial %d: %w", ti.ID, err)
@@ -234,7 +235,7 @@ func reconFigure(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor
 	}
 	prog, err := nn.Compile(t.Env().Backend, set, dtypes.Float32, false, shp, func(s nn.Scope, d []*Node) []*Node {
 		r := m.Method.(method.Reconstructor)
-		return []*Node{r.Predict(m, s, m.Unpack(d)), r.Reconstruct(m, s, d[method.InImages], d[method.InMasked])}
+		return []*Node{r.Predict(m, s, m.Unpack(d)), r.Reconstruct(m, s, d[method.InImages], d[method.InMasked]), r.ReconstructAll(m, s, d[method.InImages])}
 	})
 	if err != nil {
 		return err
@@ -245,7 +246,7 @@ func reconFigure(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor
 	if err != nil {
 		return err
 	}
-	pred, rec := nn.Float32s(out[0]), nn.Float32s(out[1])
+	pred, rec, whole := nn.Float32s(out[0]), nn.Float32s(out[1]), nn.Float32s(out[2])
 	nn.Free(out...)
 	g := recon.Geometry{Channels: v.Channels, Size: v.ImageSize, Patch: v.PatchSize}
 	raw := firstImages(t.Data, figImages)
@@ -262,15 +263,20 @@ func reconFigure(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor
 		}
 		return out
 	}
-	rows := make([][][]float32, 4)
+	rows := make([][][]float32, 5)
 	il := t.Data.ImageLen()
+	all := make([]int64, n)
+	for j := range all {
+		all[j] = int64(j)
+	}
 	for i := 0; i < figImages; i++ {
 		img := raw.Images[i*il : (i+1)*il]
 		mi := msk[i*k : (i+1)*k]
 		rows[0] = append(rows[0], img)
-		rows[1] = append(rows[1], g.Blank(img, mi))
-		rows[2] = append(rows[2], g.Paste(img, mi, denorm(pred[i*k*pd:(i+1)*k*pd]), normalized))
-		rows[3] = append(rows[3], g.Paste(img, mi, denorm(rec[i*k*pd:(i+1)*k*pd]), normalized))
+		rows[1] = append(rows[1], g.Paste(img, all, denorm(whole[i*n*pd:(i+1)*n*pd]), normalized))
+		rows[2] = append(rows[2], g.Blank(img, mi))
+		rows[3] = append(rows[3], g.Paste(img, mi, denorm(pred[i*k*pd:(i+1)*k*pd]), normalized))
+		rows[4] = append(rows[4], g.Paste(img, mi, denorm(rec[i*k*pd:(i+1)*k*pd]), normalized))
 	}
 	return savePNG(path, g.Grid(rows, 4))
 }

@@ -109,6 +109,16 @@ func (CAE) Reconstruct(m *Model, s nn.Scope, images, masked *Node) *Node {
 	return dec.DecodeMasked(s.Sub("decoder"), z, pm, m.ViT.Heads, m.Target.Dim())
 }
 
+// ReconstructAll implements Reconstructor, Fig. 4 as the paper draws it: the encoder on every patch of the
+// image, the regressor skipped, the decoder on all N patch representations with their positions.
+func (CAE) ReconstructAll(m *Model, s nn.Scope, images *Node) *Node {
+	z := DropCls(m.Encoder.Encode(s.Sub("encoder"), m.ViT, nn.ViTInput{Patches: nn.Patchify(images, m.ViT.PatchSize)}))
+	b, n := z.Shape().Dimensions[0], z.Shape().Dimensions[1]
+	pos := BroadcastToDims(ExpandAxes(nn.PosTable(s, m.ViT.Grid(), m.ViT.Dim), 0), b, n, m.ViT.Dim)
+	dec, _ := m.NeedLatentDecoder(false)
+	return dec.DecodeMasked(s.Sub("decoder"), z, pos, m.ViT.Heads, m.Target.Dim())
+}
+
 // Predict implements Reconstructor: the normal masked prediction, regressor then decoder, [B,M,Dim].
 func (CAE) Predict(m *Model, s nn.Scope, in Inputs) *Node {
 	patches := nn.Patchify(in.Images, m.ViT.PatchSize)

@@ -51,6 +51,9 @@ type Method interface {
 type Reconstructor interface {
 	Predict(m *Model, s nn.Scope, in Inputs) *Node
 	Reconstruct(m *Model, s nn.Scope, images, masked *Node) *Node
+	// ReconstructAll is Fig. 4 as the paper draws it: the encoder on the whole image (no mask), the regressor
+	// skipped, the decoder on every patch's representation: predictions for all N patches [B,N,Dim].
+	ReconstructAll(m *Model, s nn.Scope, images *Node) *Node
 }
 
 // Teacher is a method with an EMA copy of the encoder (Scope.EMA): TeacherPrefix is the copy's scope, whose
