@@ -200,12 +200,7 @@ func (t *Trainer) AccumStep(lr float64, micro [][]*tensors.Tensor) (loss, gradNo
 	np := len(t.Set.Params)
 	gradNorm = Float64s(outs[np+2*nt])[0]
 	Free(outs[np+2*nt])
-	Free(t.Params...)
-	t.Params = outs[:np]
-	for q, i := range trained {
-		Free(t.M[i], t.V[i])
-		t.M[i], t.V[i] = outs[np+q], outs[np+nt+q]
-	}
+	t.adopt(outs, trained)
 	t.Step = step
 	return loss, gradNorm, metrics, nil
 }

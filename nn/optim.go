@@ -271,14 +271,21 @@ func (t *Trainer) TrainStep(lr float64, data ...*tensors.Tensor) (loss, gradNorm
 		Free(outs[:rest]...)
 		return loss, gradNorm, metrics, fmt.Errorf("step %d: loss is %v", step, loss)
 	}
+	t.adopt(outs, trained)
+	t.Step = step
+	return loss, gradNorm, metrics, nil
+}
+
+// adopt takes a step's outputs as the trainer's state: every parameter's new value, then the trained ones'
+// new first and second moments; what they replace is freed.
+func (t *Trainer) adopt(outs []*tensors.Tensor, trained []int) {
+	np, nt := len(t.Set.Params), len(trained)
 	Free(t.Params...)
-	t.Params = outs[:np]
+	t.Params = outs[:np:np]
 	for k, i := range trained {
 		Free(t.M[i], t.V[i])
 		t.M[i], t.V[i] = outs[np+k], outs[np+nt+k]
 	}
-	t.Step = step
-	return loss, gradNorm, metrics, nil
 }
 
 // toDevice moves the parameters and moments set from Go (NewTrainer's initialisation, or a checkpoint loaded

@@ -2,10 +2,8 @@ package method
 
 import (
 	"fmt"
-	"strings"
 
 	. "github.com/gomlx/gomlx/core/graph"
-	"mimlab/components/decoder"
 	"mimlab/framework/registry"
 	"mimlab/nn"
 )
@@ -62,11 +60,8 @@ func (IJEPA) Check(m *Model) error {
 	if m.Regressor != nil {
 		return fmt.Errorf("method.name = \"ijepa\": regressor.name must be \"none\" (the predictor is the decoder)")
 	}
-	if _, ok := m.Decoder.(decoder.Full); !ok {
-		return fmt.Errorf("method.name = \"ijepa\": decoder.name = %q; allowed: %s (the predictor over context and mask tokens)", m.Decoder.Name(),
-			strings.Join(decoder.Names(func(d decoder.Decoder) bool { _, ok := d.(decoder.Full); return ok }), ", "))
-	}
-	return nil
+	_, err := m.NeedFullDecoder()
+	return err
 }
 
 // MetricNames implements Method: the latent loss and the spread of the teacher's normalised targets over
@@ -78,7 +73,8 @@ func (j IJEPA) Loss(m *Model, s nn.Scope, in Inputs) (*Node, []*Node) {
 	v := m.ViT
 	patches := nn.Patchify(in.Images, v.PatchSize)
 	z := m.Encoder.Encode(s.Sub("encoder"), v, nn.ViTInput{Patches: patches, Keep: in.Visible})
-	pred := m.Decoder.(decoder.Full).DecodeFull(s.Sub("decoder"), z, in.Visible, in.MaskF, in.Masked, nn.PosTable(s, v.Grid(), v.Dim), v.Heads, v.Dim)
+	dec, _ := m.NeedFullDecoder() // Check made sure
+	pred := dec.DecodeFull(s.Sub("decoder"), z, in.Visible, in.MaskF, in.Masked, nn.PosTable(s, v.Grid(), v.Dim), v.Heads, v.Dim)
 	teacher := m.Encoder.Encode(s.EMA(j.TeacherPrefix(), "encoder", j.cfg.sched()), v, nn.ViTInput{Patches: patches})
 	h := StopGradient(nn.Normalize(nn.GatherTokens(teacher, AddScalar(in.Masked, 1)))) // +1: skip cls
 	loss := nn.MSE(pred, h)

@@ -2,10 +2,8 @@ package method
 
 import (
 	"fmt"
-	"strings"
 
 	. "github.com/gomlx/gomlx/core/graph"
-	"mimlab/components/decoder"
 	"mimlab/framework/registry"
 	"mimlab/nn"
 )
@@ -38,11 +36,8 @@ func (MAE) Check(m *Model) error {
 	if m.Regressor != nil {
 		return fmt.Errorf("method.name = \"mae\": regressor.name must be \"none\"")
 	}
-	if _, ok := m.Decoder.(decoder.Full); !ok {
-		return fmt.Errorf("method.name = \"mae\": decoder.name = %q; allowed: %s", m.Decoder.Name(),
-			strings.Join(decoder.Names(func(d decoder.Decoder) bool { _, ok := d.(decoder.Full); return ok }), ", "))
-	}
-	return nil
+	_, err := m.NeedFullDecoder()
+	return err
 }
 
 // MetricNames implements Method.
@@ -53,7 +48,7 @@ func (MAE) Loss(m *Model, s nn.Scope, in Inputs) (*Node, []*Node) {
 	v := m.ViT
 	patches := nn.Patchify(in.Images, v.PatchSize)
 	z := m.Encoder.Encode(s.Sub("encoder"), v, nn.ViTInput{Patches: patches, Keep: in.Visible})
-	dec := m.Decoder.(decoder.Full)
+	dec, _ := m.NeedFullDecoder() // Check made sure
 	pred := dec.DecodeFull(s.Sub("decoder"), z, in.Visible, in.MaskF, in.Masked, nn.PosTable(s, v.Grid(), v.Dim), v.Heads, m.Target.Dim())
 	return m.TargetLoss(pred, patches, in, 0)
 }

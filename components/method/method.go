@@ -209,6 +209,16 @@ func (m *Model) NeedLatentDecoder(headOnly bool) (decoder.Latent, error) {
 	return nil, fmt.Errorf("method.name = %q: decoder.name = %q; allowed: %s", m.Name, m.Decoder.Name(), strings.Join(decoder.Names(ok), ", "))
 }
 
+// NeedFullDecoder returns the model's decoder as a Full one (over visible and mask tokens at every place), or
+// an error listing the decoders that are.
+func (m *Model) NeedFullDecoder() (decoder.Full, error) {
+	if f, ok := m.Decoder.(decoder.Full); ok {
+		return f, nil
+	}
+	return nil, fmt.Errorf("method.name = %q: decoder.name = %q; allowed: %s", m.Name, m.Decoder.Name(),
+		strings.Join(decoder.Names(func(d decoder.Decoder) bool { _, ok := d.(decoder.Full); return ok }), ", "))
+}
+
 // DropCls removes the cls token (position 0) of x [B,1+K,D] with a gather (Slice has no gradient on ONNX
 // Runtime).
 func DropCls(x *Node) *Node {
