@@ -50,7 +50,9 @@ func (c *MoCoV3Config) sched() nn.Sched {
 
 // Unused implements spec.Uses: MoCo v3 masks nothing, predicts no target and has no regressor or decoder;
 // those sections enter none of its trials' identities and are refused beside method.name.
-func (c *MoCoV3Config) Unused() []string { return []string{"masking", "targets", "regressor", "decoder"} }
+func (c *MoCoV3Config) Unused() []string {
+	return []string{"masking", "targets", "regressor", "decoder"}
+}
 
 // Validate checks the section.
 func (c *MoCoV3Config) Validate() error {
