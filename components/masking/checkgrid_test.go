@@ -9,10 +9,7 @@ import (
 
 // keepBorder is a plugin in the shape of the one a new user wrote: it keeps a border of patches visible and
 // masks num_masked of the inner ones, and panics when the inner grid cannot hold them.
-type keepBorder struct {
-	border, n int
-	check     bool // implements the grid check itself
-}
+type keepBorder struct{ border, n int }
 
 func (k keepBorder) Count() int { return k.n }
 func (k keepBorder) Mask(r *rand.Rand, grid int) []bool {
