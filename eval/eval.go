@@ -52,8 +52,8 @@ type Config struct {
 	AttWD          float64  `toml:"attentive_weight_decay"`
 	Baselines      bool     `toml:"baselines"` // compute the raw-pixel and random-init reference rows
 	// Encoder says which parameters the protocols read: the gradient-trained encoder, the EMA teacher of a
-	// method that has one (I-JEPA, data2vec, MoCo v3 evaluate the teacher), or both (the teacher's readings
-	// named with a "_teacher" suffix: knn_teacher, linear_mean_teacher).
+	// method that has one (I-JEPA, data2vec, MoCo v3 evaluate the teacher), or both. The teacher's readings are
+	// always named with a "_teacher" suffix (knn_teacher, linear_mean_teacher).
 	Encoder string `toml:"encoder" allowed:"encoder,teacher,both" doc:"the parameters the protocols read: encoder, the method's EMA teacher, or both"`
 
 	// Probes along training: the protocols also run on the encoder at these steps of pretraining (and every
@@ -160,24 +160,23 @@ type Reading struct {
 	Name     string // the evals row's protocol: "linear", "finetune_100", "knn_mean", ...
 }
 
-// TeacherSuffix names the readings of a method's EMA teacher when eval.encoder = "both".
+// TeacherSuffix names the readings of a method's EMA teacher (eval.encoder = "teacher" or "both").
 const TeacherSuffix = "_teacher"
 
 // EncoderReadings are the readings of each parameter set eval.encoder asks for: "encoder" and/or "teacher",
-// each with the names its rows are stored under (the teacher's with TeacherSuffix when both are read).
+// each with the names its rows are stored under (the teacher's always with TeacherSuffix).
 func (c *Config) EncoderReadings() map[string][]Reading {
 	out := map[string][]Reading{}
-	switch c.Encoder {
-	case "teacher":
-		out["teacher"] = c.Readings()
-	case "both":
+	if c.Encoder != "teacher" {
 		out["encoder"] = c.Readings()
+	}
+	if c.Encoder == "teacher" || c.Encoder == "both" {
+		// Always suffixed, so a teacher's reading is never stored under a student's name: switching
+		// eval.encoder on a finished trial reads what is missing instead of reporting the other's numbers.
 		for _, r := range c.Readings() {
 			r.Name += TeacherSuffix
 			out["teacher"] = append(out["teacher"], r)
 		}
-	default:
-		out["encoder"] = c.Readings()
 	}
 	return out
 }

@@ -285,3 +285,29 @@ func TestLinearProbeRejectsUnusableFeatures(t *testing.T) {
 		t.Fatalf("NaN features gave %+v, want an error", fit)
 	}
 }
+
+// A teacher's readings always carry the _teacher suffix, whether it is read alone or beside the encoder.
+func TestEncoderReadingsNameTheTeacher(t *testing.T) {
+	for _, c := range []struct {
+		encoder          string
+		student, teacher []string
+	}{
+		{"encoder", []string{"linear", "knn"}, nil},
+		{"teacher", nil, []string{"linear_teacher", "knn_teacher"}},
+		{"both", []string{"linear", "knn"}, []string{"linear_teacher", "knn_teacher"}},
+	} {
+		cfg := DefaultConfig()
+		cfg.Protocols, cfg.Encoder = []string{"linear", "knn"}, c.encoder
+		got := cfg.EncoderReadings()
+		names := func(rs []Reading) []string {
+			var out []string
+			for _, r := range rs {
+				out = append(out, r.Name)
+			}
+			return out
+		}
+		if a, b := names(got["encoder"]), names(got["teacher"]); !slices.Equal(a, c.student) || !slices.Equal(b, c.teacher) {
+			t.Errorf("eval.encoder = %s: encoder %v, teacher %v; want %v, %v", c.encoder, a, b, c.student, c.teacher)
+		}
+	}
+}

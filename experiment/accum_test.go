@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"mimlab/experiment"
@@ -77,5 +78,24 @@ func TestAccumStepsGiveTheLargeBatch(t *testing.T) {
 	}
 	if !moved {
 		t.Fatal("no parameters compared")
+	}
+}
+
+// What accumulation cannot do is refused at plan time: an effective batch larger than the known training
+// set, and a method whose loss couples a batch's samples (MoCo v3).
+func TestAccumStepsPlanRefusals(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		sets []string
+		want string
+	}{
+		{"../experiments/quickstart.toml", []string{"data.name=synthetic", "data.num_train=32", "data.num_test=16", "data.classes=4", "data.batch_size=16", "train.accum_steps=4"},
+			"data.batch_size = 16 x train.accum_steps = 4: an effective batch of 64, larger than the 32 training images"},
+		{"../experiments/mocov3.toml", []string{"train.accum_steps=2"}, `method.name = "mocov3" cannot accumulate gradients`},
+	} {
+		_, err := experiment.Plan([]string{c.file}, c.sets)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %v: %v, want %q", c.file, c.sets, err, c.want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"mimlab/components/method"
 	"mimlab/framework/spec"
 )
 
@@ -45,6 +46,19 @@ func EstimateBytes(res *spec.Resolved) uint64 {
 	blocks := uint64(max(depth, 1))
 	act := blocks * (30*b*t*uint64(max(dim, 1)) + 3*b*uint64(max(heads, 1))*t*t) * 4
 	params := blocks * 12 * uint64(dim*dim) * 4 * 4 // weights, gradients, two AdamW moments
+	// A method with two views runs its encoder twice per step; an EMA teacher adds its weights and a
+	// forward pass per view whose activations are not kept for a backward pass (about half).
+	if m, err := build(method.Registry, c, "method"); err == nil {
+		views := uint64(1)
+		if m.Needs().TwoViews {
+			views = 2
+		}
+		act *= views
+		if _, ok := m.(method.Teacher); ok {
+			act += act / 2
+			params += blocks * 12 * uint64(dim*dim) * 4
+		}
+	}
 	return images + act + params
 }
 

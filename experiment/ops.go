@@ -65,8 +65,12 @@ func CheckTrial(res *spec.Resolved, avail uint64) error {
 		return err
 	}
 	// A batch no training split can fill is known before any image is read when the dataset's size is.
-	if d := Typed(res).Data; d.BatchSize > 0 {
-		if n, ok := d.TrainSizeBound(); ok && d.BatchSize > n {
+	if c := Typed(res); c.Data.BatchSize > 0 {
+		d, eb := c.Data, c.Train.EffectiveBatch(c.Data.BatchSize)
+		if n, ok := d.TrainSizeBound(); ok && eb > n {
+			if eb != d.BatchSize {
+				return &spec.Error{File: res.File, Msg: fmt.Sprintf("data.batch_size = %d x train.accum_steps = %d: an effective batch of %d, larger than the %d training images of %s (num_train, train_limit), so no step can be drawn: lower either", d.BatchSize, c.Train.AccumSteps, eb, n, d.Name)}
+			}
 			return &spec.Error{File: res.File, Msg: fmt.Sprintf("data.batch_size = %d: larger than the %d training images of %s (num_train, train_limit), so no batch can be drawn: lower data.batch_size to at most %d", d.BatchSize, n, d.Name, n)}
 		}
 	}

@@ -208,6 +208,10 @@ func CheckCross(res *spec.Resolved) error {
 	if err := m.Check(); err != nil {
 		return wrap(err)
 	}
+	if bc, ok := m.Method.(method.BatchCoupled); ok && c.Train.AccumSteps > 1 {
+		return wrap(fmt.Errorf("train.accum_steps = %d (at %s): method.name = %q cannot accumulate gradients: %s, so micro-batches would not give the step of one large batch; allowed: 1",
+			c.Train.AccumSteps, res.Where("train.accum_steps"), m.Name, bc.BatchCoupled()))
+	}
 	if c.Eval.Encoder != "encoder" {
 		if _, ok := m.Method.(method.Teacher); !ok {
 			return wrap(fmt.Errorf("eval.encoder = %q (at %s): method.name = %q has no EMA teacher; allowed: encoder", c.Eval.Encoder, res.Where("eval.encoder"), m.Name))

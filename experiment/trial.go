@@ -165,7 +165,35 @@ func (t *Trial) evalLoaderConfig() data.LoaderConfig {
 // images, then masks (a pure function of (seed, step, sample)) when the method needs them, the target's host
 // input when it has one, labels when the method needs them, the second view when the method needs two (from
 // a loader made by trainLoaderConfig).
-func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) {
+func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) { return t.stepInputs(b, 0) }
+
+// microBatches are StepInputs of the k micro-batches of b (train.accum_steps), each computed on its own rows
+// (the target's host input, a tokenizer's forward pass, runs on one micro-batch at a time) with the masks of
+// its samples' places in the effective batch, so the k micro-batches hold what one batch of all of them would.
+func (t *Trial) microBatches(b data.Batch, k int) ([][]*tensors.Tensor, error) {
+	n := len(b.Labels) / k
+	il := len(b.Images) / max(len(b.Labels), 1)
+	out := make([][]*tensors.Tensor, 0, k)
+	for j := 0; j < k; j++ {
+		sub := data.Batch{Images: b.Images[j*n*il : (j+1)*n*il], Labels: b.Labels[j*n : (j+1)*n], Step: b.Step}
+		if b.Images2 != nil {
+			sub.Images2 = b.Images2[j*n*il : (j+1)*n*il]
+		}
+		in, err := t.stepInputs(sub, j*n)
+		if err != nil {
+			for _, m := range out {
+				nn.Free(m...)
+			}
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+// stepInputs is StepInputs for samples that sit from offset on in their step's effective batch (the masks
+// are a function of (seed, step, place)).
+func (t *Trial) stepInputs(b data.Batch, offset int) ([]*tensors.Tensor, error) {
 	v := t.Model.ViT
 	bs := len(b.Labels)
 	out := []*tensors.Tensor{tensors.FromFlatDataAndDimensions(b.Images, bs, v.Channels, v.ImageSize, v.ImageSize)}
@@ -176,7 +204,7 @@ func (t *Trial) StepInputs(b data.Batch) ([]*tensors.Tensor, error) {
 		msk := make([]int64, 0, bs*k)
 		mf := make([]float32, bs*n)
 		for i := 0; i < bs; i++ {
-			r := rand.New(rand.NewPCG(t.Cfg.Train.Seed^0x6d61736b, uint64(b.Step)<<20|uint64(i)))
+			r := rand.New(rand.NewPCG(t.Cfg.Train.Seed^0x6d61736b, uint64(b.Step)<<20|uint64(offset+i)))
 			vi, mi := masking.Indices(t.Mask.Mask(r, g))
 			if len(mi) != k {
 				nn.Free(out...)
@@ -492,28 +520,27 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 		if b.Err != nil {
 			return b.Err
 		}
-		in, err := t.StepInputs(b)
-		if err != nil {
-			return err
-		}
 		lr := sched.At(tr.Step)
 		var loss, gn float64
 		var met []float64
+		var err error
 		if k := tc.AccumSteps; k > 1 {
-			micro := make([][]*tensors.Tensor, k)
-			for _, x := range in {
-				for j, part := range nn.CutRows(x, k) {
-					micro[j] = append(micro[j], part)
-				}
+			var micro [][]*tensors.Tensor
+			if micro, err = t.microBatches(b, k); err != nil {
+				return err
 			}
 			loss, gn, met, err = tr.AccumStep(lr, micro)
 			for _, m := range micro {
 				nn.Free(m...)
 			}
 		} else {
+			var in []*tensors.Tensor
+			if in, err = t.StepInputs(b); err != nil {
+				return err
+			}
 			loss, gn, met, err = tr.TrainStep(lr, in...)
+			nn.Free(in...)
 		}
-		nn.Free(in...)
 		if err != nil {
 			flush()
 			return err // NaN/Inf loss or an engine error: the trial fails with the reason

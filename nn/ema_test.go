@@ -366,3 +366,46 @@ func TestTwoEMACopiesFollowTheirOwnSources(t *testing.T) {
 		t.Fatalf("copies checked: %v, want both", seen)
 	}
 }
+
+// An EMA copy runs deterministically: a teacher built with drop path declares no random inputs (the student
+// does), so its targets are those of the whole network.
+func TestEMACopiesRunWithoutDropPath(t *testing.T) {
+	c := tinyViT() // drop path 0.1
+	x, keep := randImages(1, 4, 1, 12), keepIdx(4, 5)
+	ps, err := Declare(goBackend(t), dtypes.Float32, true, []shapes.Shape{x.Shape(), keep.Shape()}, func(s Scope, d []*Node) []*Node {
+		l, _ := emaLoss(c, Constant(0.9))(s, d)
+		return []*Node{l}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	student := 0
+	for _, r := range ps.Rands {
+		if strings.Contains(r.Name, "teacher.") {
+			t.Errorf("the teacher draws %s", r.Name)
+		}
+		if strings.HasPrefix(r.Name, "encoder.") {
+			student++
+		}
+	}
+	if student == 0 {
+		t.Fatal("the student draws no drop path either: the test proves nothing")
+	}
+}
+
+// Two EMA copies whose names nest (t and t.b) would share parameters: refused when the model is declared.
+func TestNestedEMANamesAreRefused(t *testing.T) {
+	be := goBackend(t)
+	x, keep := randImages(1, 4, 1, 12), keepIdx(4, 5)
+	c := tinyViT()
+	_, err := NewTrainer(be, dtypes.Float32, func(s Scope, d []*Node) (*Node, []*Node) {
+		in := ViTInput{Patches: Patchify(d[0], c.PatchSize), Keep: d[1]}
+		z := ViT(s.Sub("encoder"), c, in)
+		a := ViT(s.EMA("t.b", "encoder", Constant(0.9)), c, in)
+		b := ViT(s.EMA("t", "encoder", Constant(0.5)), c, in)
+		return Add(MSE(z, a), MSE(z, b)), nil
+	}, []shapes.Shape{x.Shape(), keep.Shape()}, DefaultAdamW(), 1)
+	if err == nil || !strings.Contains(err.Error(), "nest") {
+		t.Fatalf("error %v, want one saying the EMA copies nest", err)
+	}
+}

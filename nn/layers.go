@@ -73,7 +73,9 @@ func MLP(s Scope, x *Node, hidden int) *Node {
 // DropPath zeroes whole samples (axis 0) with probability rate during training and rescales the rest by
 // 1/(1-rate). Its randomness is a per-step input drawn on the host, so runs are reproducible.
 func DropPath(s Scope, x *Node, rate float64) *Node {
-	if rate <= 0 || !s.b.Training {
+	// An EMA copy (a teacher, a momentum encoder) runs deterministically, as data2vec's teacher in eval mode
+	// and I-JEPA's and MoCo v3's target encoders (drop path 0) do: it gives targets, not a trained path.
+	if rate <= 0 || !s.b.Training || s.ema != nil {
 		return x
 	}
 	bsz := x.Shape().Dimensions[0]

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
-	"strings"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -207,12 +206,7 @@ func (t *Trainer) update(s Scope, params []*Node, trained []int, grads, ms, vs [
 			continue
 		}
 		j, _ := t.Set.Index(spec.EMAOf)
-		var mom *Node
-		for _, e := range t.Set.EMAs {
-			if strings.HasPrefix(spec.Name, e.Prefix+".") {
-				mom = momentum[e.Prefix]
-			}
-		}
+		mom := momentum[spec.EMAGroup]
 		outP[i] = Add(Mul(params[i], mom), Mul(OneMinus(mom), outP[j]))
 	}
 	return outP, outM, outV, norm

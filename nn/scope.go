@@ -45,6 +45,8 @@ type ParamSpec struct {
 	// of it, receives no gradient, no clipping, no weight decay and no AdamW, and is updated after each
 	// optimiser step. Empty for a parameter trained by gradients.
 	EMAOf string
+	// EMAGroup is the EMA copy (EMASpec.Prefix) the parameter belongs to: its momentum.
+	EMAGroup string
 }
 
 // Trained says the parameter is updated by the optimiser (not an EMA copy).
@@ -136,12 +138,17 @@ func (s Scope) Branch(name string) Scope {
 // The framework owns these parameters: they start as copies, get no gradient (the nodes come back under
 // StopGradient), no clipping, weight decay or AdamW, and after each optimiser step become
 // momentum x themselves + (1 - momentum) x the updated source, momentum following its schedule. They are
-// checkpointed, resumed and exported like any parameter, under their own prefix.
+// checkpointed, resumed and exported like any parameter, under their own prefix. A module built under the
+// copy runs deterministically: no drop path (the targets of data2vec, I-JEPA and MoCo v3 come from a
+// teacher in eval mode or with drop path 0).
 func (s Scope) EMA(name, of string, momentum Sched) Scope {
 	b := s.b
 	e := EMASpec{Prefix: name, Of: of, Momentum: momentum}
 	found := false
 	for _, x := range b.emas {
+		if x.Prefix != name && (strings.HasPrefix(x.Prefix, name+".") || strings.HasPrefix(name, x.Prefix+".")) {
+			panic(fmt.Errorf("nn: EMA copies %q and %q nest: one would hold the other's parameters", x.Prefix, name))
+		}
 		if x.Prefix == name {
 			if x.Of != of || x.Momentum != momentum {
 				panic(fmt.Errorf("nn: EMA %q declared twice, as the EMA of %q (%v) and of %q (%v)", name, x.Of, x.Momentum, of, momentum))
@@ -228,7 +235,7 @@ func (s Scope) Param(name string, dims []int, init Init) *Node {
 		}
 		noDecay := len(dims) <= 1 || strings.HasSuffix(full, "bias") || strings.HasSuffix(full, "_bias")
 		b.index[full] = len(b.params)
-		b.params = append(b.params, ParamSpec{Name: full, Dims: append([]int(nil), dims...), Init: init, NoDecay: noDecay, EMAOf: s.emaSource(full)})
+		b.params = append(b.params, ParamSpec{Name: full, Dims: append([]int(nil), dims...), Init: init, NoDecay: noDecay, EMAOf: s.emaSource(full), EMAGroup: s.emaGroup()})
 		n := Parameter(b.G, full, shapes.Make(b.DType, dims...))
 		b.nodes = append(b.nodes, n)
 		return s.guard(n)
@@ -250,6 +257,14 @@ func (s Scope) emaSource(full string) string {
 		panic(fmt.Errorf("nn: parameter %q declared under the EMA scope %q", full, s.ema.Prefix))
 	}
 	return s.ema.Of + "." + rest
+}
+
+// emaGroup is the EMA copy a parameter declared under this scope belongs to ("" outside one).
+func (s Scope) emaGroup() string {
+	if s.ema == nil {
+		return ""
+	}
+	return s.ema.Prefix
 }
 
 // guard puts an EMA copy's parameter under StopGradient: nothing a loss computes from it reaches it.

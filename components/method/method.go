@@ -63,6 +63,13 @@ type Teacher interface {
 	TeacherPrefix() string
 }
 
+// BatchCoupled is a method whose loss couples the samples of a batch (contrastive negatives, BatchNorm
+// statistics): gradient accumulation would not give the large batch's step, so plan refuses
+// train.accum_steps > 1 for it. Why says how.
+type BatchCoupled interface {
+	BatchCoupled() (why string)
+}
+
 // Registry is the kind "method".
 var Registry = registry.NewKind[Method]("method", "mimlab/components/method")
 

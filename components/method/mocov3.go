@@ -29,9 +29,10 @@ import (
 // paper's stability trick of a frozen random patch projection is not reproduced); the momentum encoder moves
 // after each optimiser step with that step's momentum (the official code moves it just before computing the
 // keys of the next step, with the next step's: the same sequence of teachers, the schedule shifted by one
-// step); the key encoder runs in training mode as in the official code, so encoder.drop_path applies to it
-// too. MoCo v3 uses no mask, no target, no regressor and no decoder: regressor.name must be "none"; the
-// [decoder] section, which every spec has, is accepted whatever it names and ignored (it builds nothing).
+// step). The momentum encoder runs without drop path (every EMA copy does; the official ViT-MoCo sets drop
+// path 0), the query encoder with encoder.drop_path. MoCo v3 uses no mask, no target, no regressor and no
+// decoder: it declares those sections unused (spec.Uses), so they enter no identity and are refused beside
+// method.name.
 
 // MoCoV3Config is [method] for name = "mocov3".
 type MoCoV3Config struct {
@@ -79,6 +80,12 @@ func init() {
 
 // MoCoV3 is the method.
 type MoCoV3 struct{ cfg MoCoV3Config }
+
+// BatchCoupled implements BatchCoupled: accumulated micro-batches would take their negatives and BatchNorm
+// statistics from the micro-batch.
+func (MoCoV3) BatchCoupled() string {
+	return "its InfoNCE takes the negatives, and its heads' BatchNorm the statistics, of the batch"
+}
 
 // TeacherPrefix implements Teacher: the momentum encoder.
 func (MoCoV3) TeacherPrefix() string { return "teacher" }
