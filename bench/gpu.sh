@@ -85,6 +85,8 @@ done
 [ -n "$PY" ] || PY=${PYTHON:-$(command -v python3 || echo /usr/bin/python3)}
 for b in $BINS; do unpack "$CARRY/$b.xz" "$BIN/$b" || { echo "unpacking $b failed"; exit 1; }; done
 export MIMLAB_MNIST_DIR=$ROOT/$CARRY/mnist GOMLX_NO_AUTO_INSTALL=1 MIMLAB_NO_FETCH=1 OMP_WAIT_POLICY=PASSIVE
+# The go backend's parallel ops deadlock on large bf16 products (compute v0.1.2; nn.GoOptionsEnv).
+export MIMLAB_GO_OPTIONS=${MIMLAB_GO_OPTIONS-ops_sequential}
 WORK=$(mktemp -d)
 echo "binaries unpacked to $BIN; work folder $WORK; python $PY"
 
@@ -202,7 +204,8 @@ s6_bench() {
   echo "-- images/s (median step on a fixed batch; ratio = mimlab / PyTorch, > 1: mimlab faster)"
   printf '%-14s %-5s %-5s %12s %12s %7s\n' geometry prec model mimlab pytorch ratio
   awk '$3 == "RESULT" { split($4, e, "-"); m = e[length(e)]; eng = e[1];
-         for (i = 5; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "images_per_s") v = kv[2] }
+         for (i = 5; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "median_ms") ms = kv[2]; if (kv[1] == "batch") bs = kv[2] }
+         v = sprintf("%.1f", bs / ms * 1000)
          k = $1 " " $2 " " m; if (eng == "mimlab") mi[k] = v; else pt[k] = v; keys[k] = 1 }
        END { for (k in keys) { split(k, a, " "); r = (pt[k] > 0) ? sprintf("%.2f", mi[k] / pt[k]) : "-";
                printf "%-14s %-5s %-5s %12s %12s %7s\n", a[1], a[2], a[3], mi[k], pt[k], r } }' "$res" | sort
