@@ -27,6 +27,10 @@ AMP = os.environ.get("BENCH_AMP", "fp32")
 assert AMP in ("fp32", "bf16"), f"BENCH_AMP={AMP}: allowed values are fp32, bf16"
 N, M = G * G, (G * G * 24) // 49
 DEV = torch.device(os.environ.get("TORCH_DEVICE", "cpu"))  # cuda for bench/gpu.sh
+# float32 means float32, as in mimlab's xla backend (nn/backend_xla.go turns go-xla's TF32 off): no TF32 in
+# matmuls (PyTorch's default) nor in the patch embedding's convolution (cuDNN's default would allow it).
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
 torch.manual_seed(0)
 
 def sincos(g, d):

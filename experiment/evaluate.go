@@ -466,7 +466,7 @@ func readingNames(rs []eval.Reading) string {
 
 // LoadTrained returns the parameters of a finished (or interrupted) trial from its checkpoint.
 func (t *Trial) LoadTrained() (*nn.ParamSet, []*tensors.Tensor, int, error) {
-	tr, err := t.NewTrainer()
+	tr, err := t.newTrainer(nn.FP32) // evaluation is float32, whatever train.precision trained it
 	if err != nil {
 		return nil, nil, 0, err
 	}

@@ -252,6 +252,12 @@ func (t *Trial) NewTrainer() (*nn.Trainer, error) {
 	if err := nn.CheckPrecision(t.env.BackendName, p); err != nil {
 		return nil, err
 	}
+	return t.newTrainer(p)
+}
+
+// newTrainer is NewTrainer in precision p, unchecked: the parameters do not depend on it (LoadTrained holds a
+// bf16 trial's float32 master weights on any backend, to evaluate them in float32).
+func (t *Trial) newTrainer(p nn.Precision) (*nn.Trainer, error) {
 	return nn.NewTrainer(t.env.Backend, dtypes.Float32, nn.WithPrecision(p, t.Model.Loss), t.Model.DataShapes(t.Cfg.Data.BatchSize), t.optimizer(), t.Cfg.Train.Seed)
 }
 

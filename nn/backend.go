@@ -147,6 +147,13 @@ type BackendOptions struct {
 // "profile=/tmp/p" there makes every session write ORT's per-node profile (bench/ort_profile.py).
 const ORTOptionsEnv = "MIMLAB_ORT_OPTIONS"
 
+// GoOptionsEnv names options of GoMLX's Go backend (e.g. "ops_sequential"; comma-separated). The Go backend
+// of github.com/gomlx/compute v0.1.2 can deadlock when ops run in parallel and each saturates its worker pool
+// with a large matrix product (nested-pool starvation in workerspool.Saturate): seen with bf16 products at
+// ViT-S/16 size (dim 384, 196 tokens, issue 34) and in its SIMD build (engine evaluation); "ops_sequential"
+// avoids it.
+const GoOptionsEnv = "MIMLAB_GO_OPTIONS"
+
 // ORTConfig is the compute-onnx backend config for o (plus $MIMLAB_ORT_OPTIONS). ORT's memory pattern is
 // off: it cut peak RSS by about a fifth with no slower step (BENCHMARKS.md, issue 18).
 func (o BackendOptions) ORTConfig() string {
@@ -195,7 +202,11 @@ func NewBackendWith(name string, o BackendOptions, log io.Writer) (b compute.Bac
 		}
 		return be, "ort", nil
 	case "go":
-		be, err := compute.NewWithConfig("go")
+		cfg := "go"
+		if extra := strings.TrimSpace(os.Getenv(GoOptionsEnv)); extra != "" {
+			cfg += ":" + extra
+		}
+		be, err := compute.NewWithConfig(cfg)
 		if err != nil {
 			return nil, "", err
 		}
