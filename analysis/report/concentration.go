@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/gomlx/gomlx/core/tensors"
@@ -17,8 +19,9 @@ import (
 const attnStatImages = 64
 
 // trained loads a stored trial's trained model: the prepared trial, its parameter set and parameters. The
-// caller closes the trial and frees the parameters.
-func trained(env *experiment.Env, ti trialInfo) (*experiment.Trial, *nn.ParamSet, []*tensors.Tensor, int, error) {
+// caller closes the trial and frees the parameters. encoderOnly says the caller reads the encoder alone (the
+// attention concentration): a done trial whose checkpoint is gone is then loaded from its exported encoder.
+func trained(env *experiment.Env, ti trialInfo, encoderOnly bool) (*experiment.Trial, *nn.ParamSet, []*tensors.Tensor, int, error) {
 	if !store.ValidHash(ti.Hash) {
 		return nil, nil, nil, 0, fmt.Errorf("its hash %q is not 16 hex digits", ti.Hash)
 	}
@@ -32,7 +35,14 @@ func trained(env *experiment.Env, ti trialInfo) (*experiment.Trial, *nn.ParamSet
 		return nil, nil, nil, 0, err
 	}
 	t.FindDir(ti.LegacyHash)
-	set, params, step, err := t.LoadTrained()
+	load := t.LoadTrained
+	if encoderOnly && ti.State == store.Done {
+		if _, err := os.Stat(filepath.Join(t.Dir, "checkpoint.safetensors")); err != nil {
+			// a committed results folder may keep the exported encoders only: enough for what reads the encoder
+			load = t.LoadExported
+		}
+	}
+	set, params, step, err := load()
 	if err != nil {
 		t.Close()
 		return nil, nil, nil, 0, err
@@ -73,7 +83,7 @@ func concentrationTable(env *experiment.Env, configs []string, by map[string][]t
 	for _, c := range configs {
 		var cm, cs, hm, hs []float64
 		for _, ti := range by[c] {
-			t, set, params, _, err := trained(env, ti)
+			t, set, params, _, err := trained(env, ti, true)
 			if err != nil {
 				skip(fmt.Sprintf("skipping the attention concentration of trial %d: %v", ti.ID, err))
 				continue

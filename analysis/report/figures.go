@@ -43,7 +43,7 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 		progress("figures for " + c)
 		// A trial whose model cannot be loaded (a missing or damaged checkpoint, a hash that is not one)
 		// loses its figures, not the report.
-		t, set, params, step, err := trained(env, ti)
+		t, set, params, step, err := trained(env, ti, false)
 		if err != nil {
 			progress(fmt.Sprintf("skipping the figures of trial %d: %v", ti.ID, err))
 			continue
