@@ -204,14 +204,16 @@ func (t *Trial) NewTrainer() (*nn.Trainer, error) {
 func (t *Trial) checkpointPath() string { return filepath.Join(t.Dir, "checkpoint.safetensors") }
 
 // SaveCheckpoint writes parameters, AdamW moments and the step atomically.
-func (t *Trial) SaveCheckpoint(tr *nn.Trainer) error {
+func (t *Trial) SaveCheckpoint(tr *nn.Trainer) error { return t.saveCheckpointAs(tr, t.checkpointPath()) }
+
+func (t *Trial) saveCheckpointAs(tr *nn.Trainer, path string) error {
 	arr := map[string]nn.Array{"step": {Shape: []int{1}, I64: []int64{int64(tr.Step)}}}
 	for i, p := range tr.Set.Params {
 		arr["param/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.Params[i])}
 		arr["m/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.M[i])}
 		arr["v/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.V[i])}
 	}
-	return nn.SaveSafetensors(t.checkpointPath(), arr, map[string]string{"format": "mimlab-checkpoint-1", "content_sha256": contentSHA(arr)})
+	return nn.SaveSafetensors(path, arr, map[string]string{"format": "mimlab-checkpoint-1", "content_sha256": contentSHA(arr)})
 }
 
 // contentSHA is a checkpoint's own checksum: sha256 over its tensors (names sorted, shapes, little-endian
@@ -389,7 +391,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	rec.Progress(tr.Step) // this attempt is at its start step (the heartbeat had the previous attempt's)
 	if resumed {
 		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, e.displayName(st), tr.Step, total)
-		if err := s.TruncateMetrics(st.ID, tr.Step); err != nil {
+		if err := rec.Lease().TruncateMetrics(tr.Step); err != nil {
 			return err
 		}
 	}
@@ -425,10 +427,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 		if err := flush(); err != nil {
 			return err
 		}
-		if err := t.SaveCheckpoint(tr); err != nil {
-			return err
-		}
-		return rec.Artifact("checkpoint", t.checkpointPath())
+		return t.commitCheckpoint(tr, rec) // written under this attempt's name, put in place under the lease
 	}
 	// Probes along training: each step of eval.at_steps / eval.every is checkpointed and evaluated before
 	// training goes on, so a resumed trial finds every earlier step evaluated and the current one checkpointed.
@@ -510,10 +509,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 
 func (t *Trial) export(tr *nn.Trainer, rec runner.Recorder) error {
 	path := filepath.Join(t.Dir, "encoder.safetensors")
-	if err := ExportEncoder(t, tr.Set, tr.Params, path); err != nil {
-		return err
-	}
-	return rec.Artifact("encoder", path)
+	return commitFile(rec, "encoder", path, func(tmp string) error { return ExportEncoder(t, tr.Set, tr.Params, tmp) })
 }
 
 // ExportEncoder writes the encoder's weights with timm's ViT names (plus the fixed pos_embed with its zero
