@@ -204,7 +204,9 @@ func (t *Trial) NewTrainer() (*nn.Trainer, error) {
 func (t *Trial) checkpointPath() string { return filepath.Join(t.Dir, "checkpoint.safetensors") }
 
 // SaveCheckpoint writes parameters, AdamW moments and the step atomically.
-func (t *Trial) SaveCheckpoint(tr *nn.Trainer) error { return t.saveCheckpointAs(tr, t.checkpointPath()) }
+func (t *Trial) SaveCheckpoint(tr *nn.Trainer) error {
+	return t.saveCheckpointAs(tr, t.checkpointPath())
+}
 
 func (t *Trial) saveCheckpointAs(tr *nn.Trainer, path string) error {
 	arr := map[string]nn.Array{"step": {Shape: []int{1}, I64: []int64{int64(tr.Step)}}}
