@@ -1,11 +1,13 @@
 package experiment
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"mimlab/framework/runner"
+	"mimlab/framework/store"
 	"mimlab/nn"
 )
 
@@ -24,6 +26,11 @@ func commitFile(rec runner.Recorder, kind, final string, write func(tmp string) 
 	f.Close()
 	if err := write(tmp); err != nil {
 		os.Remove(tmp)
+		// The worker that resumed the trial after this one's lease expired clears the temporary files it
+		// finds (files.RemoveTemps): a write that failed that way is a lost lease, not a failed trial.
+		if lerr := lease.Check(); errors.Is(lerr, store.ErrNotOwner) {
+			return lerr
+		}
 		return err
 	}
 	sha, err := runner.FileSHA(tmp)
