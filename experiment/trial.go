@@ -41,7 +41,10 @@ type Trial struct {
 }
 
 // Prepare loads the data and builds the model of a resolved trial.
-func (e *Env) Prepare(hash string) (*Trial, error) {
+func (e *Env) Prepare(hash string) (*Trial, error) { return e.PrepareCtx(context.Background(), hash) }
+
+// PrepareCtx is Prepare whose long parts (training a tokenizer) stop within a step of ctx's cancellation.
+func (e *Env) PrepareCtx(ctx context.Context, hash string) (*Trial, error) {
 	if !store.ValidHash(hash) {
 		return nil, fmt.Errorf("trial hash %q is not 16 hex digits (a damaged database?)", hash)
 	}
@@ -68,7 +71,7 @@ func (e *Env) Prepare(hash string) (*Trial, error) {
 		if err != nil {
 			return nil, err
 		}
-		target, err = f.Prepare(targets.Env{Backend: e.Backend, Data: ds, DataKey: DataKey(c.Data), Patch: c.Data.PatchSize, CacheDir: e.CacheDir, Log: e.Log, Normalized: c.Data.Normalize})
+		target, err = f.Prepare(targets.Env{Backend: e.Backend, Data: ds, DataKey: DataKey(c.Data), Patch: c.Data.PatchSize, CacheDir: e.CacheDir, Log: e.Log, Normalized: c.Data.Normalize, Ctx: ctx})
 		if err != nil {
 			return nil, err
 		}
@@ -334,7 +337,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 		}
 		e.AddSpec(st.Hash, res)
 	}
-	t, err := e.Prepare(st.Hash)
+	t, err := e.PrepareCtx(ctx, st.Hash)
 	if err != nil {
 		return err
 	}
