@@ -337,22 +337,6 @@ func dirWritable(dir string) bool {
 	return true
 }
 
-// writable says whether path and its folder can be written (WAL mode writes files beside the database).
-func writable(path string) bool {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	probe, err := os.CreateTemp(filepath.Dir(path), ".mimlab-probe-*")
-	if err != nil {
-		return false
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-	return true
-}
-
 func open(path string) (*Store, error) {
 	// No _journal_mode here: switching to WAL writes the file's header, which must wait until the file is
 	// known to be mimlab's (migrate refuses another application's database before writing anything).
