@@ -109,18 +109,31 @@ func mdText(s string) string {
 		switch {
 		case spec.Hidden(r):
 			b.WriteByte(' ')
-		case strings.ContainsRune("\\`*[]<>|", r):
+		case strings.ContainsRune("\\`*[]|", r):
 			b.WriteByte('\\')
 			b.WriteRune(r)
 		default:
 			b.WriteRune(r)
 		}
 	}
+	return escapeTags(b.String())
+}
+
+// escapeTags backslash-escapes each '<' that could open inline HTML (followed by a letter, '/', '!' or '?',
+// as CommonMark's tags are), and leaves the others: "n<2" stays as the report has always written it.
+func escapeTags(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '<' && i+1 < len(s) && (s[i+1] >= 'a' && s[i+1] <= 'z' || s[i+1] >= 'A' && s[i+1] <= 'Z' || strings.IndexByte("/!?", s[i+1]) >= 0) {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
 	return b.String()
 }
 
 // mdCells escapes what would break a Markdown table row: pipes, line breaks, other control characters, and
-// the angle brackets of inline HTML (a name such as <script> from a hostile row).
+// the start of inline HTML (a name such as <script> from a hostile row).
 func mdCells(cells []string) []string {
 	out := make([]string, len(cells))
 	for i, c := range cells {
@@ -129,7 +142,7 @@ func mdCells(cells []string) []string {
 				return ' '
 			}
 			return r
-		}, strings.NewReplacer("|", "\\|", "<", "\\<", ">", "\\>").Replace(c))
+		}, escapeTags(strings.ReplaceAll(c, "|", "\\|")))
 	}
 	return out
 }
