@@ -292,7 +292,7 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 		state, reason = store.Failed, err.Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %v\n", t.ID, t.Name, err)
 	}
-	if ferr := finish(st, t, owner, state, reason, rec.reached(), opt.Log); errors.Is(ferr, store.ErrNotOwner) {
+	if ferr := finish(rec.own, t, state, reason, rec.reached(), opt.Log); errors.Is(ferr, store.ErrNotOwner) {
 		return store.Pending, ferr.Error(), true // another worker has it now; this one goes on
 	} else if ferr != nil {
 		// The outcome could not be written: the trial is not done as far as the database knows, so it is
@@ -305,10 +305,10 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 
 // finish writes a trial's outcome, retrying a failed write (a full disk, a locked or restarting database) a
 // few times; if it still fails it tries to put the trial back to pending with the reason.
-func finish(st *store.Store, t *store.Trial, owner, state, reason string, endStep int, log io.Writer) error {
+func finish(own *store.Owned, t *store.Trial, state, reason string, endStep int, log io.Writer) error {
 	var err error
 	for i, wait := 0, 100*time.Millisecond; i < 4; i, wait = i+1, wait*3 {
-		if err = st.Finish(t.ID, owner, state, reason, endStep); err == nil {
+		if err = own.Finish(state, reason, endStep); err == nil {
 			return nil
 		}
 		if errors.Is(err, store.ErrNotOwner) {
@@ -319,7 +319,7 @@ func finish(st *store.Store, t *store.Trial, owner, state, reason string, endSte
 		time.Sleep(wait)
 	}
 	if state != store.Pending {
-		if perr := st.Finish(t.ID, owner, store.Pending, "could not record "+state+": "+err.Error(), endStep); perr == nil {
+		if perr := own.Finish(store.Pending, "could not record "+state+": "+err.Error(), endStep); perr == nil {
 			fmt.Fprintf(log, "trial %d %s: could not record %s (%v); left pending for the next run\n", t.ID, t.Name, state, err)
 			return err
 		}

@@ -56,6 +56,12 @@ func (o *Owned) InTx(fn func(tx *Tx) error) error {
 // Check says whether the lease is still this worker's (ErrNotOwner when not), writing nothing.
 func (o *Owned) Check() error { return o.InTx(func(*Tx) error { return nil }) }
 
+// Finish records the attempt's outcome (done, failed, or pending when interrupted) under the lease: a
+// worker whose claim was taken records nothing.
+func (o *Owned) Finish(state, reason string, endStep int) error {
+	return o.s.finish(o.ID, o.Owner, o.Attempt, state, reason, endStep)
+}
+
 // AddMetrics writes metrics under the lease.
 func (o *Owned) AddMetrics(ms []Metric) error {
 	if len(ms) == 0 {

@@ -59,6 +59,7 @@ func testOwnedFence(t *testing.T, db string) {
 		{"eval", func() error { return a.SetEvalAt(Final, "linear", "top1", 0.1) }},
 		{"artifact row", func() error { return a.AddArtifact("encoder", "/elsewhere", "x", 1) }},
 		{"checkpoint file", func() error { return commit(a, "A20") }},
+		{"outcome", func() error { return a.Finish(Done, "", 20) }},
 	}
 	for _, w := range stale {
 		if err := w.write(); !errors.Is(err, ErrNotOwner) {
@@ -66,8 +67,15 @@ func testOwnedFence(t *testing.T, db string) {
 		}
 	}
 	// The same handle of A, by owner name alone, must not pass for B's attempt either.
-	if err := (&Owned{s: s, ID: ta.ID, Owner: "B", Attempt: ta.Attempts}).Check(); !errors.Is(err, ErrNotOwner) {
+	old := &Owned{s: s, ID: ta.ID, Owner: "B", Attempt: ta.Attempts}
+	if err := old.Check(); !errors.Is(err, ErrNotOwner) {
 		t.Errorf("an old attempt number passed the fence: %v", err)
+	}
+	if err := old.Finish(Failed, "stale", 1); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("an old attempt number recorded an outcome: %v", err)
+	}
+	if tr, _ := s.TrialByID(ta.ID); tr.State != Running {
+		t.Errorf("trial %s after the stale writes, want still running under B", tr.State)
 	}
 	if got, _ := os.ReadFile(final); string(got) != "B15" {
 		t.Errorf("the file in place is %q, want B's", got)

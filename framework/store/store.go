@@ -594,6 +594,11 @@ func (s *Store) Heartbeat(id int64, owner string, step int) error {
 // current attempt with the outcome ("interrupted" for pending) and endStep, the last step this attempt
 // reached (-1: unknown, it reported none).
 func (s *Store) Finish(id int64, owner, state, reason string, endStep int) error {
+	return s.finish(id, owner, 0, state, reason, endStep)
+}
+
+// finish is Finish; attempt > 0 also requires the trial to be at that claim (Owned.Finish).
+func (s *Store) finish(id int64, owner string, attempt int, state, reason string, endStep int) error {
 	fin := any(now())
 	if state == Pending {
 		fin = nil
@@ -607,8 +612,9 @@ func (s *Store) Finish(id int64, owner, state, reason string, endStep int) error
 		end = nil
 	}
 	return s.InTx(func(tx *Tx) error {
-		r, err := tx.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ? AND state = 'running'`,
-			state, reason, fin, id, owner)
+		r, err := tx.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL
+			WHERE id = ? AND owner = ? AND state = 'running' AND (? = 0 OR attempts = ?)`,
+			state, reason, fin, id, owner, attempt, attempt)
 		if err != nil {
 			return err
 		}
