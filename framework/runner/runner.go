@@ -233,7 +233,11 @@ func discountPause(last, prevTick, now time.Time, heartbeat time.Duration) time.
 var ErrLostLease = errors.New("lost its lease")
 
 func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, opt Options, job Job) (state, reason string, recorded bool) {
-	rec := &recorder{st: st, own: st.Own(t, owner), trial: t.ID, owner: owner, log: opt.Log, step: t.Step, last: time.Now()}
+	own := t.Lease // the claim's handle
+	if own == nil {
+		own = st.Own(t, owner)
+	}
+	rec := &recorder{st: st, own: own, trial: t.ID, owner: owner, log: opt.Log, step: t.Step, last: time.Now()}
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	done := make(chan struct{})

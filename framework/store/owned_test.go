@@ -25,7 +25,7 @@ func testOwnedFence(t *testing.T, db string) {
 	if err != nil || ta == nil {
 		t.Fatalf("claim A: %v", err)
 	}
-	a := s.Own(ta, "A")
+	a := ta.Lease
 	dir := t.TempDir()
 	final := filepath.Join(dir, "checkpoint.safetensors")
 	commit := func(o *Owned, content string) error {
@@ -46,7 +46,7 @@ func testOwnedFence(t *testing.T, db string) {
 	if err != nil || tb == nil || tb.Attempts != 2 {
 		t.Fatalf("claim B: %+v %v", tb, err)
 	}
-	b := s.Own(tb, "B")
+	b := tb.Lease // the handle Claim returned
 	if err := commit(b, "B15"); err != nil {
 		t.Fatalf("B commits: %v", err)
 	}

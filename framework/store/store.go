@@ -429,6 +429,9 @@ type Trial struct {
 	// may still be under that name.
 	LegacyHash string
 	Label      string // [sweep] labels' name for its configuration ("" = none)
+	// Lease is set on a trial Claim returned: the handle through which its worker writes everything of the
+	// trial, each write checked against this claim in its own transaction (see Owned).
+	Lease *Owned
 }
 
 // NewTrial is a trial to register; Point is the sweep point as a JSON object.
@@ -514,7 +517,8 @@ func (s *Store) RetryFailed(sweepID int64) (int64, error) {
 const MaxReclaims = 3
 
 // Claim atomically takes the next trial of the sweep that is pending, or running with a lease (heartbeat)
-// older than stale (its process died), marks it running for owner and returns it; nil when none is left. A
+// older than stale (its process died), marks it running for owner and returns it with its Lease, the owned
+// handle every write of the trial goes through; nil when none is left. A
 // trial whose lease expired more than MaxReclaims times is failed instead.
 func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale time.Duration) (*Trial, error) {
 	// Times are taken inside each attempt: a statement retried after an outage must not write a heartbeat
@@ -561,6 +565,9 @@ func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale ti
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
+	}
+	if err == nil {
+		t.Lease = s.Own(t, owner)
 	}
 	return t, err
 }
