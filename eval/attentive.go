@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -49,7 +50,8 @@ func batchNorm(x *Node) *Node {
 
 // Attentive trains the attentive probe on train tokens and returns test top-1. At test time the
 // BatchNorm uses the statistics of the whole train split ("precise BN").
-func Attentive(be compute.Backend, train, test Tokens, cfg AttentiveConfig) (float64, error) {
+// It stops within a step when ctx is cancelled, returning an error wrapping ctx.Err().
+func Attentive(ctx context.Context, be compute.Backend, train, test Tokens, cfg AttentiveConfig) (float64, error) {
 	if train.N < cfg.Batch {
 		cfg.Batch = train.N
 	}
@@ -79,6 +81,9 @@ func Attentive(be compute.Backend, train, test Tokens, cfg AttentiveConfig) (flo
 	for ep := 0; ep < cfg.Epochs; ep++ {
 		perm := r.Perm(train.N)
 		for lo := 0; lo+cfg.Batch <= train.N; lo += cfg.Batch {
+			if err := ctx.Err(); err != nil {
+				return 0, fmt.Errorf("attentive probe: stopped at step %d/%d: %w", step, steps, err)
+			}
 			for i, j := range perm[lo : lo+cfg.Batch] {
 				copy(bufX[i*t*d:(i+1)*t*d], train.X[j*t*d:(j+1)*t*d])
 				bufY[i] = int64(train.Labels[j])

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -67,7 +68,7 @@ func runAll(t *testing.T, train, test Features, seed uint64) map[string]float64 
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := Attentive(nntest.Go(t), tokensOf(train, 5, seed), tokensOf(test, 5, seed+1),
+	att, err := Attentive(context.Background(), nntest.Go(t), tokensOf(train, 5, seed), tokensOf(test, 5, seed+1),
 		AttentiveConfig{Heads: 2, Epochs: 15, LR: 3e-3, Batch: 64, Optimizer: "adamw", Seed: seed})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestProtocolsOnShuffledLabelsStayNearChance(t *testing.T) {
 
 func TestSGDAttentive(t *testing.T) {
 	train, test := separable(4, 600, 8, 3, false)
-	a, err := Attentive(nntest.Go(t), tokensOf(train, 4, 1), tokensOf(test, 4, 2), AttentiveConfig{Heads: 2, Epochs: 15, LR: 0.05, Batch: 50, Optimizer: "sgd", Seed: 1})
+	a, err := Attentive(context.Background(), nntest.Go(t), tokensOf(train, 4, 1), tokensOf(test, 4, 2), AttentiveConfig{Heads: 2, Epochs: 15, LR: 0.05, Batch: 50, Optimizer: "sgd", Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,11 @@ func (p Pooled) Get(feature string) eval.Features {
 // LayerNorm, and the mean of patch tokens) and, when tokens is true, every output token. Batches are padded
 // to one size so a single compiled graph serves the split.
 func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.Split, tokens bool) (Pooled, eval.Tokens, error) {
+	return t.ExtractCtx(context.Background(), set, params, split, tokens)
+}
+
+// ExtractCtx is Extract that stops within a batch of ctx's cancellation (an error wrapping ctx.Err()).
+func (t *Trial) ExtractCtx(ctx context.Context, set *nn.ParamSet, params []*tensors.Tensor, split *data.Split, tokens bool) (Pooled, eval.Tokens, error) {
 	v := t.Model.ViT
 	// A split smaller than eval.batch is one batch of its own size, not padded up to it (64 test images at
 	// ViT-S/16 224 px took as long as 256: issue 29).
@@ -72,6 +77,9 @@ func (t *Trial) Extract(set *nn.ParamSet, params []*tensors.Tensor, split *data.
 	il := t.Data.ImageLen()
 	start, batches := time.Now(), 0
 	for done := 0; done < split.N; {
+		if err := ctx.Err(); err != nil {
+			return Pooled{}, eval.Tokens{}, fmt.Errorf("extracting features: stopped at image %d/%d: %w", done, split.N, err)
+		}
 		b := loader.Next()
 		if b.Err != nil {
 			return f, tk, b.Err
@@ -129,10 +137,10 @@ func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*ten
 	var ttr, tte eval.Tokens
 	if needFeatures {
 		var err error
-		if ftr, ttr, err = t.Extract(set, params, &t.Data.Train, needTokens); err != nil {
+		if ftr, ttr, err = t.ExtractCtx(ctx, set, params, &t.Data.Train, needTokens); err != nil {
 			return err
 		}
-		if fte, tte, err = t.Extract(set, params, &t.Data.Test, needTokens); err != nil {
+		if fte, tte, err = t.ExtractCtx(ctx, set, params, &t.Data.Test, needTokens); err != nil {
 			return err
 		}
 	}
@@ -151,7 +159,7 @@ func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*ten
 		case "knn":
 			acc, err = eval.KNN(ftr.Get(r.Feature), fte.Get(r.Feature), ec.KNNK, ec.KNNTemperature)
 		case "attentive":
-			acc, err = eval.Attentive(t.env.Backend, ttr, tte, eval.AttentiveConfig{Heads: t.Model.ViT.Heads, Epochs: ec.AttEpochs, LR: ec.AttLR,
+			acc, err = eval.Attentive(ctx, t.env.Backend, ttr, tte, eval.AttentiveConfig{Heads: t.Model.ViT.Heads, Epochs: ec.AttEpochs, LR: ec.AttLR,
 				Batch: ec.AttBatch, Optimizer: ec.AttOptimizer, WD: ec.AttWD, Seed: t.Cfg.Train.Seed})
 		case "finetune":
 			acc, err = t.Finetune(ctx, set, params, r.Feature, r.Labels, alive)

@@ -41,7 +41,10 @@ type Trial struct {
 }
 
 // Prepare loads the data and builds the model of a resolved trial.
-func (e *Env) Prepare(hash string) (*Trial, error) {
+func (e *Env) Prepare(hash string) (*Trial, error) { return e.PrepareCtx(context.Background(), hash) }
+
+// PrepareCtx is Prepare whose long parts (training a tokenizer) stop within a step of ctx's cancellation.
+func (e *Env) PrepareCtx(ctx context.Context, hash string) (*Trial, error) {
 	if !store.ValidHash(hash) {
 		return nil, fmt.Errorf("trial hash %q is not 16 hex digits (a damaged database?)", hash)
 	}
@@ -68,7 +71,7 @@ func (e *Env) Prepare(hash string) (*Trial, error) {
 		if err != nil {
 			return nil, err
 		}
-		target, err = f.Prepare(targets.Env{Backend: e.Backend, Data: ds, DataKey: DataKey(c.Data), Patch: c.Data.PatchSize, CacheDir: e.CacheDir, Log: e.Log, Normalized: c.Data.Normalize})
+		target, err = f.Prepare(targets.Env{Backend: e.Backend, Data: ds, DataKey: DataKey(c.Data), Patch: c.Data.PatchSize, CacheDir: e.CacheDir, Log: e.Log, Normalized: c.Data.Normalize, Ctx: ctx})
 		if err != nil {
 			return nil, err
 		}
@@ -265,13 +268,17 @@ func (t *Trial) checkpointPath() string { return filepath.Join(t.Dir, "checkpoin
 
 // SaveCheckpoint writes parameters, AdamW moments and the step atomically.
 func (t *Trial) SaveCheckpoint(tr *nn.Trainer) error {
+	return t.saveCheckpointAs(tr, t.checkpointPath())
+}
+
+func (t *Trial) saveCheckpointAs(tr *nn.Trainer, path string) error {
 	arr := map[string]nn.Array{"step": {Shape: []int{1}, I64: []int64{int64(tr.Step)}}}
 	for i, p := range tr.Set.Params {
 		arr["param/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.Params[i])}
 		arr["m/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.M[i])}
 		arr["v/"+p.Name] = nn.Array{Shape: p.Dims, F32: nn.Float32s(tr.V[i])}
 	}
-	return nn.SaveSafetensors(t.checkpointPath(), arr, map[string]string{"format": "mimlab-checkpoint-1", "content_sha256": contentSHA(arr)})
+	return nn.SaveSafetensors(path, arr, map[string]string{"format": "mimlab-checkpoint-1", "content_sha256": contentSHA(arr)})
 }
 
 // contentSHA is a checkpoint's own checksum: sha256 over its tensors (names sorted, shapes, little-endian
@@ -390,7 +397,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 		}
 		e.AddSpec(st.Hash, res)
 	}
-	t, err := e.Prepare(st.Hash)
+	t, err := e.PrepareCtx(ctx, st.Hash)
 	if err != nil {
 		return err
 	}
@@ -449,7 +456,7 @@ func (e *Env) Job(ctx context.Context, st *store.Trial, rec runner.Recorder) err
 	rec.Progress(tr.Step) // this attempt is at its start step (the heartbeat had the previous attempt's)
 	if resumed {
 		fmt.Fprintf(e.Log, "trial %d %s: resuming from its checkpoint at step %d/%d\n", st.ID, e.displayName(st), tr.Step, total)
-		if err := s.TruncateMetrics(st.ID, tr.Step); err != nil {
+		if err := rec.Lease().TruncateMetrics(tr.Step); err != nil {
 			return err
 		}
 	}
@@ -487,10 +494,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 		if err := flush(); err != nil {
 			return err
 		}
-		if err := t.SaveCheckpoint(tr); err != nil {
-			return err
-		}
-		return rec.Artifact("checkpoint", t.checkpointPath())
+		return t.commitCheckpoint(tr, rec) // written under this attempt's name, put in place under the lease
 	}
 	// Probes along training: each step of eval.at_steps / eval.every is checkpointed and evaluated before
 	// training goes on, so a resumed trial finds every earlier step evaluated and the current one checkpointed.
@@ -586,10 +590,7 @@ func (t *Trial) train(ctx context.Context, st *store.Trial, tr *nn.Trainer, rec 
 
 func (t *Trial) export(tr *nn.Trainer, rec runner.Recorder) error {
 	path := filepath.Join(t.Dir, "encoder.safetensors")
-	if err := ExportEncoder(t, tr.Set, tr.Params, path); err != nil {
-		return err
-	}
-	if err := rec.Artifact("encoder", path); err != nil {
+	if err := commitFile(rec, "encoder", path, func(tmp string) error { return ExportEncoder(t, tr.Set, tr.Params, tmp) }); err != nil {
 		return err
 	}
 	th, ok := t.Model.Method.(method.Teacher)
@@ -602,10 +603,7 @@ func (t *Trial) export(tr *nn.Trainer, rec runner.Recorder) error {
 		return err
 	}
 	path = filepath.Join(t.Dir, "teacher.safetensors")
-	if err := ExportEncoder(t, tr.Set, tp, path, kept...); err != nil {
-		return err
-	}
-	return rec.Artifact("teacher", path)
+	return commitFile(rec, "teacher", path, func(tmp string) error { return ExportEncoder(t, tr.Set, tp, tmp, kept...) })
 }
 
 // ExportEncoder writes the encoder's weights with timm's ViT names (plus the fixed pos_embed with its zero

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"context"
 	"fmt"
 	"image"
 	"image/png"
@@ -61,7 +62,7 @@ func modelFigures(opt Options, configs []string, by map[string][]trialInfo, prog
 		relC, absC, okC := fig("tsne_class")
 		relF, absF, okF := fig("tsne_fg")
 		if !okC || !okF {
-			if err := tsneFigures(t, set, params, opt.TSNEImages, absC, absF, c); err != nil {
+			if err := tsneFigures(opt.ctx(), t, set, params, opt.TSNEImages, absC, absF, c); err != nil {
 				return nil, fmt.Errorf("t-SNE of trial %d: %w", ti.ID, err)
 			}
 		}
@@ -110,9 +111,9 @@ func firstImages(d *data.Dataset, n int) *data.Split {
 	return &data.Split{Images: d.Test.Images[:n*d.ImageLen()], Labels: d.Test.Labels[:n], N: n}
 }
 
-func tsneFigures(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor, nImages int, classPath, fgPath, title string) error {
+func tsneFigures(ctx context.Context, t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor, nImages int, classPath, fgPath, title string) error {
 	split := firstImages(t.Data, nImages)
-	_, tok, err := t.Extract(set, params, split, true)
+	_, tok, err := t.ExtractCtx(ctx, set, params, split, true)
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func tsneFigures(t *experiment.Trial, set *nn.ParamSet, params []*tensors.Tensor
 	}
 	cfg := tsne.Default()
 	cfg.Seed = 1
-	y, err := tsne.Embed(x, len(cls), v.Dim, cfg)
+	y, err := tsne.EmbedCtx(ctx, x, len(cls), v.Dim, cfg)
 	if err != nil {
 		return err
 	}

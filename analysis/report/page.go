@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode"
 )
 
 type figure struct{ src, caption string }
@@ -110,18 +109,31 @@ func mdText(s string) string {
 		switch {
 		case spec.Hidden(r):
 			b.WriteByte(' ')
-		case strings.ContainsRune("\\`*[]<>|", r):
+		case strings.ContainsRune("\\`*[]|", r):
 			b.WriteByte('\\')
 			b.WriteRune(r)
 		default:
 			b.WriteRune(r)
 		}
 	}
+	return escapeTags(b.String())
+}
+
+// escapeTags backslash-escapes each '<' that could open inline HTML (followed by a letter, '/', '!' or '?',
+// as CommonMark's tags are), and leaves the others: "n<2" stays as the report has always written it.
+func escapeTags(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '<' && i+1 < len(s) && (s[i+1] >= 'a' && s[i+1] <= 'z' || s[i+1] >= 'A' && s[i+1] <= 'Z' || strings.IndexByte("/!?", s[i+1]) >= 0) {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
 	return b.String()
 }
 
 // mdCells escapes what would break a Markdown table row: pipes, line breaks, other control characters, and
-// the angle brackets of inline HTML (a name such as <script> from a hostile row).
+// the start of inline HTML (a name such as <script> from a hostile row).
 func mdCells(cells []string) []string {
 	out := make([]string, len(cells))
 	for i, c := range cells {
@@ -133,26 +145,4 @@ func mdCells(cells []string) []string {
 		}, escapeTags(strings.ReplaceAll(c, "|", "\\|")))
 	}
 	return out
-}
-
-// escapeTags backslash-escapes each "<" that could open inline HTML in Markdown (CommonMark: "<" followed
-// by a letter, "/", "!" or "?": <script>, </b>, <!-- -->) and its closing ">": a hostile name stays text,
-// while the report's own cells such as "0.4062 (n<2)" keep their bytes, so documents filled before stay
-// checkable.
-func escapeTags(c string) string {
-	var b strings.Builder
-	open := false
-	for i, r := range c {
-		switch {
-		case r == '<' && i+1 < len(c) && (unicode.IsLetter(rune(c[i+1])) || strings.ContainsRune("/!?", rune(c[i+1]))):
-			b.WriteString("\\<")
-			open = true
-		case r == '>' && open:
-			b.WriteString("\\>")
-			open = false
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

@@ -11,7 +11,7 @@ func TestMarkdownEscapesNames(t *testing.T) {
 	hostile := "cae\n# injected heading\x00|x| <script>alert(1)</script> [link](http://evil)"
 	p := &page{title: "mimlab report", db: "results.db"}
 	p.add(&section{title: hostile, text: "config " + hostile,
-		tables: []table{{head: []string{"name", "top1"}, rows: [][]string{{hostile, "0.5"}}}},
+		tables: []table{{head: []string{"name", "top1"}, rows: [][]string{{hostile, "0.5"}, {"n<2", "0.4"}}}},
 		images: []figure{{src: "figs/a.png", caption: hostile}}})
 	md := p.markdown()
 	for i, line := range strings.Split(md, "\n") {
@@ -26,7 +26,10 @@ func TestMarkdownEscapesNames(t *testing.T) {
 			t.Errorf("line %d: %q: markup in a name was kept", i+1, line)
 		}
 	}
-	if !strings.Contains(md, `cae # injected heading \|x\| \<script\>alert(1)\</script\> \[link\](http://evil)`) {
+	if !strings.Contains(md, "| n<2 |") {
+		t.Errorf("a '<' that opens no tag was escaped:\n%s", md)
+	}
+	if !strings.Contains(md, `cae # injected heading \|x\| \<script>alert(1)\</script> \[link\](http://evil)`) {
 		t.Errorf("the name is not shown escaped:\n%s", md)
 	}
 }

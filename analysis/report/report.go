@@ -40,6 +40,16 @@ type Options struct {
 	Log            io.Writer
 	// Refresh, when > 0, makes the page reload itself every Refresh seconds (report --watch).
 	Refresh int
+	// Ctx, when set, stops the model figures' long loops (feature extraction, t-SNE) within a step of its
+	// cancellation (Ctrl-C under --watch).
+	Ctx context.Context
+}
+
+func (o Options) ctx() context.Context {
+	if o.Ctx == nil {
+		return context.Background()
+	}
+	return o.Ctx
 }
 
 // State is a fingerprint of what a report shows: the trials finished and the time of the last one. Watch
@@ -63,6 +73,7 @@ func State(db string) (string, error) {
 // yet is waited for.
 func Watch(ctx context.Context, opt Options, interval time.Duration) error {
 	opt.Refresh = max(int(interval.Seconds()), 1)
+	opt.Ctx = ctx
 	last := ""
 	for {
 		cur, err := State(opt.DB)

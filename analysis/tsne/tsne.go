@@ -6,6 +6,7 @@
 package tsne
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -34,6 +35,11 @@ func Default() Config {
 
 // Embed maps n points of dimension d (x is n*d, row-major) to n*2 coordinates.
 func Embed(x []float64, n, d int, c Config) ([]float64, error) {
+	return EmbedCtx(context.Background(), x, n, d, c)
+}
+
+// EmbedCtx is Embed that stops within an iteration of ctx's cancellation (an error wrapping ctx.Err()).
+func EmbedCtx(ctx context.Context, x []float64, n, d int, c Config) ([]float64, error) {
 	if n < 4 || len(x) != n*d {
 		return nil, fmt.Errorf("tsne: need at least 4 points of dimension %d (got %d values for %d points)", d, len(x), n)
 	}
@@ -58,6 +64,9 @@ func Embed(x []float64, n, d int, c Config) ([]float64, error) {
 		gains[i] = 1
 	}
 	for it := 0; it < c.Iterations; it++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("t-SNE: stopped at iteration %d/%d: %w", it, c.Iterations, err)
+		}
 		exag, mom := 1.0, 0.8
 		if it < c.ExaggerationIters {
 			exag, mom = c.EarlyExaggeration, 0.5

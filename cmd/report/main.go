@@ -54,8 +54,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "report: %s %d table blocks of %s from %s (%s)\n", verb, len(sweeps), path, shownDB(*db), strings.Join(sweeps, ", "))
 		return
 	}
-	if fi, err := os.Stat(*runs); err == nil && !fi.IsDir() {
-		fmt.Fprintf(os.Stderr, "report: --runs %s is a file, not the folder of the trials' checkpoints\n", *runs)
+	if err := checkRuns(*runs); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(2)
 	}
 	opt := report.Options{DB: *db, Sweep: *sweep, Out: *out, Markdown: *md, Backend: *backend, Runs: *runs,
@@ -72,6 +72,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
+}
+
+// checkRuns refuses a --runs that names something other than a folder (a folder not there yet is fine: the
+// report then draws no model figures).
+func checkRuns(runs string) error {
+	if fi, err := os.Stat(runs); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--runs %s is a file, not the folder of the trials' checkpoints", runs)
+	}
+	return nil
 }
 
 // shownDB is --db as messages show it: a URL without its password.

@@ -201,7 +201,7 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer st.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	disp := progress.New(os.Stderr, !*plain && term.IsTerminal(int(os.Stderr.Fd())))
 	res, err := experiment.RunSpecs(ctx, st, ps, experiment.RunOptions{
@@ -255,7 +255,7 @@ func cmdWorker(args []string) error {
 		return err
 	}
 	defer st.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	res, err := experiment.Work(ctx, st, experiment.WorkOptions{Sweep: *sw, Backend: be, Runs: *runs, Log: os.Stderr,
 		Jobs: nj, Threads: nt, Runner: runner.Options{Watchdog: *watchdog, Heartbeat: *heartbeat, Log: os.Stderr}})
@@ -346,6 +346,26 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// interruptible is the context of a command that runs trials: the first Ctrl-C (or SIGTERM) cancels it, and
+// every long loop (training, tokenizer, probes, fine-tuning, feature extraction) stops within a step and
+// leaves its trial pending; a second Ctrl-C stops the process at once (its trials are then claimed again
+// when their leases expire).
+func interruptible() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sig:
+			signal.Reset(os.Interrupt, syscall.SIGTERM) // the default action again: the next signal ends the process
+			fmt.Fprintln(os.Stderr, "sweep: stopping: running trials checkpoint and stay pending (Ctrl-C again to stop at once)")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sig); cancel() }
 }
 
 // dbDefault is --db's default: $MIMLAB_DB, else results.db.

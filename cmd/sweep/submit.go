@@ -78,6 +78,11 @@ func cmdSubmit(args []string) error {
 		fmt.Fprintf(os.Stderr, "sweep submit: this binary (%s) is a `go run` temporary that the nodes will not find: build one on the shared file system (go build -buildvcs=true -o /shared/bin/sweep ./cmd/sweep: the flag stamps the commit into it for the trials' provenance) and submit with it\n", bin)
 	}
 	dbArg := *db
+	if store.IsURL(dbArg) && store.Redact(dbArg) != dbArg {
+		// The job inherits MIMLAB_DB, and Slurm keeps a job's environment in its state files and shows it to
+		// administrators: a password in the URL would be stored there.
+		fmt.Fprintf(os.Stderr, "sweep submit: --db %s holds a password, which Slurm stores with the job's environment: put it in ~/.pgpass on the nodes (or PGPASSFILE) and drop it from the URL\n", store.Redact(dbArg))
+	}
 	if !store.IsURL(dbArg) {
 		if dbArg, err = filepath.Abs(dbArg); err != nil {
 			return err

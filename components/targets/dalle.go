@@ -3,6 +3,7 @@ package targets
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/gomlx/compute"
@@ -157,8 +158,34 @@ func inferDalleArch(a map[string]nn.Array) (DalleArch, error) {
 	if n == 0 {
 		return DalleArch{}, fmt.Errorf("no blocks.group_1.block_1")
 	}
-	return DalleArch{NHid: in.Shape[0], BlocksPerGroup: n, Vocab: out.Shape[0]}, nil
+	arch := DalleArch{NHid: in.Shape[0], BlocksPerGroup: n, Vocab: out.Shape[0]}
+	// The shapes read from the file size the model built from them: each is checked against the released
+	// architecture's form and bounds, and against the values the file holds, before anything is allocated
+	// (a header claiming [1e8, 0, 7, 7] with no bytes would otherwise declare a model of tens of GB).
+	switch {
+	case !slices.Equal(in.Shape, []int{arch.NHid, 3, 7, 7}) || arch.NHid < 1 || arch.NHid > maxDalleHid:
+		return DalleArch{}, fmt.Errorf("blocks.input.w has shape %v: want [n_hid, 3, 7, 7] with n_hid in [1, %d] (the released encoder: 256)", in.Shape, maxDalleHid)
+	case !slices.Equal(out.Shape, []int{arch.Vocab, 8 * arch.NHid, 1, 1}) || arch.Vocab < 2 || arch.Vocab > maxDalleVocab:
+		return DalleArch{}, fmt.Errorf("blocks.output.conv.w has shape %v: want [vocab, 8 n_hid = %d, 1, 1] with vocab in [2, %d] (the released encoder: 8192)", out.Shape, 8*arch.NHid, maxDalleVocab)
+	case n > maxDalleBlocks:
+		return DalleArch{}, fmt.Errorf("%d blocks per group: at most %d (the released encoder: 2)", n, maxDalleBlocks)
+	}
+	for name, x := range a {
+		if x.Size() != len(x.F32)+len(x.I64) {
+			return DalleArch{}, fmt.Errorf("%s: shape %v holds %d values, the file %d", name, x.Shape, x.Size(), len(x.F32)+len(x.I64))
+		}
+	}
+	return arch, nil
 }
+
+// Bounds on the DALL-E encoder a weights file may describe (the released one is n_hid 256, 2 blocks per
+// group, vocabulary 8192): at the bounds the model has about 5.8e8 parameters (2.3 GB), not the terabytes a
+// forged header can claim.
+const (
+	maxDalleHid    = 512
+	maxDalleVocab  = 65536
+	maxDalleBlocks = 4
+)
 
 // DalleTokenizer runs the DALL-E encoder on image batches.
 type DalleTokenizer struct {

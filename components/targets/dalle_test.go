@@ -73,3 +73,46 @@ func TestDalleWithoutWeightsSaysWhereTheyComeFrom(t *testing.T) {
 		}
 	}
 }
+
+// A weights file whose shapes describe no DALL-E encoder, or a huge one, or that claims more values than it
+// holds, is refused before a model is declared from it.
+func TestDalleShapesBoundTheModel(t *testing.T) {
+	good := func() map[string]nn.Array {
+		f := func(shape ...int) nn.Array {
+			a := nn.Array{Shape: shape}
+			a.F32 = make([]float32, a.Size())
+			return a
+		}
+		return map[string]nn.Array{
+			"blocks.input.w": f(4, 3, 7, 7),
+			"blocks.group_1.block_1.res_path.conv_1.w": f(1, 4, 3, 3),
+			"blocks.output.conv.w":                     f(16, 32, 1, 1),
+		}
+	}
+	cases := []struct {
+		name string
+		edit func(map[string]nn.Array)
+		want string
+	}{
+		{"a small, well-formed encoder", func(map[string]nn.Array) {}, ""},
+		{"a 0-byte [1e8, 0, 7, 7] input", func(a map[string]nn.Array) { a["blocks.input.w"] = nn.Array{Shape: []int{100000000, 0, 7, 7}} }, "blocks.input.w has shape [100000000 0 7 7]"},
+		{"too wide", func(a map[string]nn.Array) { a["blocks.input.w"] = nn.Array{Shape: []int{100000, 3, 7, 7}} }, "n_hid in [1, 512]"},
+		{"vocabulary too large", func(a map[string]nn.Array) { a["blocks.output.conv.w"] = nn.Array{Shape: []int{1 << 20, 32, 1, 1}} }, "vocab in [2, 65536]"},
+		{"output of another width", func(a map[string]nn.Array) {
+			a["blocks.output.conv.w"] = nn.Array{Shape: []int{16, 33, 1, 1}, F32: make([]float32, 16*33)}
+		}, "8 n_hid = 32"},
+		{"more values claimed than held", func(a map[string]nn.Array) {
+			a["blocks.group_1.block_1.res_path.conv_1.w"] = nn.Array{Shape: []int{1, 4, 3, 3}}
+		}, "holds 36 values, the file 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := good()
+			c.edit(a)
+			_, err := inferDalleArch(a)
+			if (c.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%v, want %q", err, c.want)
+			}
+		})
+	}
+}

@@ -276,6 +276,9 @@ func (d *DVAE) train(env Env) error {
 	start := time.Now()
 	var first, last float64
 	for step := 0; step < d.cfg.Steps; step++ {
+		if err := env.Err(); err != nil {
+			return fmt.Errorf("dvae tokenizer: stopped at step %d/%d: %w", step, d.cfg.Steps, err)
+		}
 		x := sample()
 		in := tensors.FromFlatDataAndDimensions(x, t, d.pdim())
 		_, _, met, err := tr.TrainStep(sched.At(step), in)

@@ -10,6 +10,7 @@
 package targets
 
 import (
+	"context"
 	"io"
 
 	"github.com/gomlx/compute"
@@ -83,6 +84,17 @@ type Env struct {
 	Log      io.Writer
 	// Normalized says the loader standardises images (Data.Mean/Std): tokenizers that want [0,1] undo it.
 	Normalized bool
+	// Ctx, when set, ends long preparations (training a tokenizer) within a step of its cancellation
+	// (Ctrl-C): Prepare then returns an error wrapping Ctx.Err().
+	Ctx context.Context
+}
+
+// Err is the host's cancellation, nil while the preparation may go on.
+func (e Env) Err() error {
+	if e.Ctx == nil {
+		return nil
+	}
+	return e.Ctx.Err()
 }
 
 // Factory prepares a target for an environment.

@@ -29,6 +29,9 @@ type Recorder interface {
 	// EvalAt writes an evaluation read at a pretraining step (probes along training).
 	EvalAt(step int, protocol, metric string, value float64) error
 	Artifact(kind, path string) error
+	// Lease is the trial as this attempt holds it: a write through it (and through Metrics, Eval, EvalAt
+	// and Artifact, which use it) fails with store.ErrNotOwner once another worker has claimed the trial.
+	Lease() *store.Owned
 	Store() *store.Store
 	Log() io.Writer
 	// Owner is the worker holding the trial ("host:pid/wN").
@@ -141,6 +144,7 @@ func Run(ctx context.Context, st *store.Store, sweepID int64, opt Options, job J
 
 type recorder struct {
 	st    *store.Store
+	own   *store.Owned
 	trial int64
 	owner string
 	log   io.Writer
@@ -157,21 +161,21 @@ func (r *recorder) Progress(step int) {
 	r.mu.Unlock()
 }
 func (r *recorder) Metrics(ms []store.Metric) error {
-	if err := r.st.AddMetrics(r.trial, ms); err != nil {
+	if err := r.own.AddMetrics(ms); err != nil {
 		return fmt.Errorf("trial %d: writing %d metrics: %w", r.trial, len(ms), err)
 	}
 	return nil
 }
 func (r *recorder) Eval(p, m string, v float64) error {
 	r.Progress(r.current())
-	if err := r.st.SetEval(r.trial, p, m, v); err != nil {
+	if err := r.own.SetEvalAt(store.Final, p, m, v); err != nil {
 		return fmt.Errorf("trial %d: writing eval %s/%s: %w", r.trial, p, m, err)
 	}
 	return nil
 }
 func (r *recorder) EvalAt(step int, p, m string, v float64) error {
 	r.Progress(r.current())
-	if err := r.st.SetEvalAt(r.trial, step, p, m, v); err != nil {
+	if err := r.own.SetEvalAt(step, p, m, v); err != nil {
 		return fmt.Errorf("trial %d: writing eval %s/%s at step %d: %w", r.trial, p, m, step, err)
 	}
 	return nil
@@ -181,11 +185,12 @@ func (r *recorder) Artifact(kind, path string) error {
 	if err != nil {
 		return fmt.Errorf("trial %d: artifact %s: %w", r.trial, kind, err)
 	}
-	if err := r.st.AddArtifact(r.trial, kind, path, sha, n); err != nil {
+	if err := r.own.AddArtifact(kind, path, sha, n); err != nil {
 		return fmt.Errorf("trial %d: recording artifact %s: %w", r.trial, kind, err)
 	}
 	return nil
 }
+func (r *recorder) Lease() *store.Owned { return r.own }
 func (r *recorder) Store() *store.Store { return r.st }
 func (r *recorder) Owner() string       { return r.owner }
 func (r *recorder) Log() io.Writer      { return r.log }
@@ -228,7 +233,11 @@ func discountPause(last, prevTick, now time.Time, heartbeat time.Duration) time.
 var ErrLostLease = errors.New("lost its lease")
 
 func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, opt Options, job Job) (state, reason string, recorded bool) {
-	rec := &recorder{st: st, trial: t.ID, owner: owner, log: opt.Log, step: t.Step, last: time.Now()}
+	own := t.Lease // the claim's handle
+	if own == nil {
+		own = st.Own(t, owner)
+	}
+	rec := &recorder{st: st, own: own, trial: t.ID, owner: owner, log: opt.Log, step: t.Step, last: time.Now()}
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	done := make(chan struct{})
@@ -272,6 +281,11 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 	case errors.Is(context.Cause(jctx), ErrLostLease):
 		fmt.Fprintf(opt.Log, "trial %d %s: stopped: %v\n", t.ID, t.Name, context.Cause(jctx))
 		return store.Pending, context.Cause(jctx).Error(), true
+	case errors.Is(err, store.ErrNotOwner):
+		// A fenced write found the trial claimed by another worker before this one's heartbeat did (it was
+		// stopped longer than its lease): it wrote nothing, and records nothing.
+		fmt.Fprintf(opt.Log, "trial %d %s: stopped: %v: %v\n", t.ID, t.Name, ErrLostLease, err)
+		return store.Pending, err.Error(), true
 	case errors.Is(context.Cause(jctx), errWatchdog):
 		state, reason = store.Failed, context.Cause(jctx).Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %s\n", t.ID, t.Name, reason)
@@ -282,7 +296,7 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 		state, reason = store.Failed, err.Error()
 		fmt.Fprintf(opt.Log, "trial %d %s: failed: %v\n", t.ID, t.Name, err)
 	}
-	if ferr := finish(st, t, owner, state, reason, rec.reached(), opt.Log); errors.Is(ferr, store.ErrNotOwner) {
+	if ferr := finish(rec.own, t, state, reason, rec.reached(), opt.Log); errors.Is(ferr, store.ErrNotOwner) {
 		return store.Pending, ferr.Error(), true // another worker has it now; this one goes on
 	} else if ferr != nil {
 		// The outcome could not be written: the trial is not done as far as the database knows, so it is
@@ -295,10 +309,10 @@ func runOne(ctx context.Context, st *store.Store, t *store.Trial, owner string, 
 
 // finish writes a trial's outcome, retrying a failed write (a full disk, a locked or restarting database) a
 // few times; if it still fails it tries to put the trial back to pending with the reason.
-func finish(st *store.Store, t *store.Trial, owner, state, reason string, endStep int, log io.Writer) error {
+func finish(own *store.Owned, t *store.Trial, state, reason string, endStep int, log io.Writer) error {
 	var err error
 	for i, wait := 0, 100*time.Millisecond; i < 4; i, wait = i+1, wait*3 {
-		if err = st.Finish(t.ID, owner, state, reason, endStep); err == nil {
+		if err = own.Finish(state, reason, endStep); err == nil {
 			return nil
 		}
 		if errors.Is(err, store.ErrNotOwner) {
@@ -309,7 +323,7 @@ func finish(st *store.Store, t *store.Trial, owner, state, reason string, endSte
 		time.Sleep(wait)
 	}
 	if state != store.Pending {
-		if perr := st.Finish(t.ID, owner, store.Pending, "could not record "+state+": "+err.Error(), endStep); perr == nil {
+		if perr := own.Finish(store.Pending, "could not record "+state+": "+err.Error(), endStep); perr == nil {
 			fmt.Fprintf(log, "trial %d %s: could not record %s (%v); left pending for the next run\n", t.ID, t.Name, state, err)
 			return err
 		}

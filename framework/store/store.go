@@ -337,22 +337,6 @@ func dirWritable(dir string) bool {
 	return true
 }
 
-// writable says whether path and its folder can be written (WAL mode writes files beside the database).
-func writable(path string) bool {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	probe, err := os.CreateTemp(filepath.Dir(path), ".mimlab-probe-*")
-	if err != nil {
-		return false
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-	return true
-}
-
 func open(path string) (*Store, error) {
 	// No _journal_mode here: switching to WAL writes the file's header, which must wait until the file is
 	// known to be mimlab's (migrate refuses another application's database before writing anything).
@@ -445,6 +429,9 @@ type Trial struct {
 	// may still be under that name.
 	LegacyHash string
 	Label      string // [sweep] labels' name for its configuration ("" = none)
+	// Lease is set on a trial Claim returned: the handle through which its worker writes everything of the
+	// trial, each write checked against this claim in its own transaction (see Owned).
+	Lease *Owned
 }
 
 // NewTrial is a trial to register; Point is the sweep point as a JSON object.
@@ -530,7 +517,8 @@ func (s *Store) RetryFailed(sweepID int64) (int64, error) {
 const MaxReclaims = 3
 
 // Claim atomically takes the next trial of the sweep that is pending, or running with a lease (heartbeat)
-// older than stale (its process died), marks it running for owner and returns it; nil when none is left. A
+// older than stale (its process died), marks it running for owner and returns it with its Lease, the owned
+// handle every write of the trial goes through; nil when none is left. A
 // trial whose lease expired more than MaxReclaims times is failed instead.
 func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale time.Duration) (*Trial, error) {
 	// Times are taken inside each attempt: a statement retried after an outage must not write a heartbeat
@@ -578,6 +566,9 @@ func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale ti
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
+	if err == nil {
+		t.Lease = s.Own(t, owner)
+	}
 	return t, err
 }
 
@@ -610,6 +601,11 @@ func (s *Store) Heartbeat(id int64, owner string, step int) error {
 // current attempt with the outcome ("interrupted" for pending) and endStep, the last step this attempt
 // reached (-1: unknown, it reported none).
 func (s *Store) Finish(id int64, owner, state, reason string, endStep int) error {
+	return s.finish(id, owner, 0, state, reason, endStep)
+}
+
+// finish is Finish; attempt > 0 also requires the trial to be at that claim (Owned.Finish).
+func (s *Store) finish(id int64, owner string, attempt int, state, reason string, endStep int) error {
 	fin := any(now())
 	if state == Pending {
 		fin = nil
@@ -623,8 +619,9 @@ func (s *Store) Finish(id int64, owner, state, reason string, endStep int) error
 		end = nil
 	}
 	return s.InTx(func(tx *Tx) error {
-		r, err := tx.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL WHERE id = ? AND owner = ? AND state = 'running'`,
-			state, reason, fin, id, owner)
+		r, err := tx.Exec(`UPDATE trials SET state = ?, error = NULLIF(?, ''), finished_at = ?, heartbeat_at = NULL
+			WHERE id = ? AND owner = ? AND state = 'running' AND (? = 0 OR attempts = ?)`,
+			state, reason, fin, id, owner, attempt, attempt)
 		if err != nil {
 			return err
 		}
