@@ -234,6 +234,9 @@ stage 6 "step time" "$T6" bash -c 's6_bench'
 
 echo "bench/gpu.sh $MODE: $([ $failed -eq 0 ] && echo 'all stages passed' || echo "stopped: stage $failed failed")$([ -n "${KEEP_GOING:-}" ] && echo ' (KEEP_GOING)'); log $LOG"
 # The quickstart's results database comes back with the log (under $OUT on the device machine).
-if [ -f "$WORK/gpu.db" ] && [ -n "${OUT:-}" ]; then cp "$WORK/gpu.db" "$logdir/gpu-quickstart.db" && echo "results database: $logdir/gpu-quickstart.db"; fi
+if [ -f "$WORK/gpu.db" ] && [ -n "${OUT:-}" ]; then
+  for f in "$WORK"/gpu.db*; do cp "$f" "$logdir/gpu-quickstart${f#"$WORK"/gpu}"; done # with its -wal, if any
+  echo "results database: $logdir/gpu-quickstart.db"
+fi
 rm -rf "$BIN"; [ "$MODE" = dry ] && rm -rf "$WORK"
 [ $failed -eq 0 ]
