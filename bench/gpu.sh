@@ -233,5 +233,10 @@ stage 5 quickstart "$T5" bash -c 'DEVFLAG=($DEVFLAG_S); QS_SET=($QS_SET_S); s5_q
 stage 6 "step time" "$T6" bash -c 's6_bench'
 
 echo "bench/gpu.sh $MODE: $([ $failed -eq 0 ] && echo 'all stages passed' || echo "stopped: stage $failed failed")$([ -n "${KEEP_GOING:-}" ] && echo ' (KEEP_GOING)'); log $LOG"
-rm -rf "$BIN"
+# The quickstart's results database comes back with the log (under $OUT on the device machine).
+if [ -f "$WORK/gpu.db" ] && [ -n "${OUT:-}" ]; then
+  for f in "$WORK"/gpu.db*; do cp "$f" "$logdir/gpu-quickstart${f#"$WORK"/gpu}"; done # with its -wal, if any
+  echo "results database: $logdir/gpu-quickstart.db"
+fi
+rm -rf "$BIN"; [ "$MODE" = dry ] && rm -rf "$WORK"
 [ $failed -eq 0 ]
