@@ -2,6 +2,7 @@ package eval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -310,5 +311,22 @@ func TestEncoderReadingsNameTheTeacher(t *testing.T) {
 		if a, b := names(got["encoder"]), names(got["teacher"]); !slices.Equal(a, c.student) || !slices.Equal(b, c.teacher) {
 			t.Errorf("eval.encoder = %s: encoder %v, teacher %v; want %v, %v", c.encoder, a, b, c.student, c.teacher)
 		}
+	}
+}
+
+// The linear and k-NN probes stop when their context is done (Ctrl-C, a lost lease) and say so, instead of
+// running to the end: a cancelled context gives its error, a live one the reading.
+func TestProbesStopWhenCancelled(t *testing.T) {
+	train, test := separable(9, 600, 16, 4, true) // shuffled labels: L-BFGS runs to its limit
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := LinearProbeCtx(ctx, train, test, 1e-4, 100000); !errors.Is(err, context.Canceled) {
+		t.Errorf("linear probe on a cancelled context: %v", err)
+	}
+	if _, err := KNNCtx(ctx, train, test, 20, 0.07); !errors.Is(err, context.Canceled) {
+		t.Errorf("knn on a cancelled context: %v", err)
+	}
+	if _, err := KNNCtx(context.Background(), train, test, 20, 0.07); err != nil {
+		t.Error(err)
 	}
 }

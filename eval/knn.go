@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"runtime"
@@ -29,6 +30,11 @@ func l2normalize(f Features) []float32 {
 // KNN is DINO's weighted k-NN: cosine similarities, the k most similar train samples vote with weight
 // exp(sim / temperature); top-1 on test.
 func KNN(train, test Features, k int, temperature float64) (float64, error) {
+	return KNNCtx(context.Background(), train, test, k, temperature)
+}
+
+// KNNCtx is KNN that stops between chunks of test samples when ctx is done, returning ctx's error.
+func KNNCtx(ctx context.Context, train, test Features, k int, temperature float64) (float64, error) {
 	if train.N == 0 || test.N == 0 || train.D != test.D {
 		return 0, fmt.Errorf("knn: bad splits (%d x %d train, %d x %d test)", train.N, train.D, test.N, test.D)
 	}
@@ -43,6 +49,9 @@ func KNN(train, test Features, k int, temperature float64) (float64, error) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for ci, lo := 0, 0; lo < test.N; ci, lo = ci+1, lo+chunk {
+		if ctx.Err() != nil {
+			break
+		}
 		hi := min(lo+chunk, test.N)
 		wg.Add(1)
 		sem <- struct{}{}
@@ -95,6 +104,9 @@ func KNN(train, test Features, k int, temperature float64) (float64, error) {
 		}(ci, lo, hi)
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("knn: %w", context.Cause(ctx))
+	}
 	tot := 0
 	for _, c := range correct {
 		tot += c

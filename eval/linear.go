@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"runtime"
@@ -46,6 +47,19 @@ func (f LinearFit) Outcome() float64 {
 
 // LinearProbe is Linear with the optimiser's account of the fit.
 func LinearProbe(train, test Features, l2 float64, maxIter int) (LinearFit, error) {
+	return LinearProbeCtx(context.Background(), train, test, l2, maxIter)
+}
+
+// cancelled is a gonum Recorder that stops the optimisation once ctx is done (Ctrl-C, a lost lease).
+type cancelled struct{ ctx context.Context }
+
+func (c cancelled) Init() error { return nil }
+func (c cancelled) Record(*optimize.Location, optimize.Operation, *optimize.Stats) error {
+	return c.ctx.Err()
+}
+
+// LinearProbeCtx is LinearProbe that stops within an iteration when ctx is done, returning ctx's error.
+func LinearProbeCtx(ctx context.Context, train, test Features, l2 float64, maxIter int) (LinearFit, error) {
 	if train.N == 0 || test.N == 0 {
 		return LinearFit{}, fmt.Errorf("linear probe: empty split (%d train, %d test)", train.N, test.N)
 	}
@@ -62,7 +76,10 @@ func LinearProbe(train, test Features, l2 float64, maxIter int) (LinearFit, erro
 		Grad: obj.grad,
 	}
 	p0 := make([]float64, c*d+c)
-	res, err := optimize.Minimize(prob, p0, &optimize.Settings{MajorIterations: maxIter, GradientThreshold: 1e-6}, &optimize.LBFGS{})
+	res, err := optimize.Minimize(prob, p0, &optimize.Settings{MajorIterations: maxIter, GradientThreshold: 1e-6, Recorder: cancelled{ctx}}, &optimize.LBFGS{})
+	if ctx.Err() != nil {
+		return LinearFit{}, fmt.Errorf("linear probe: %w", context.Cause(ctx))
+	}
 	if err != nil && res == nil {
 		return LinearFit{}, fmt.Errorf("linear probe: %w", err)
 	}

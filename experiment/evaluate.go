@@ -155,9 +155,9 @@ func (t *Trial) runReadings(ctx context.Context, set *nn.ParamSet, params []*ten
 		note := ""
 		switch r.Protocol {
 		case "linear":
-			acc, extra, note, err = linearReading(ftr.Get(r.Feature), fte.Get(r.Feature), ec)
+			acc, extra, note, err = linearReading(ctx, ftr.Get(r.Feature), fte.Get(r.Feature), ec)
 		case "knn":
-			acc, err = eval.KNN(ftr.Get(r.Feature), fte.Get(r.Feature), ec.KNNK, ec.KNNTemperature)
+			acc, err = eval.KNNCtx(ctx, ftr.Get(r.Feature), fte.Get(r.Feature), ec.KNNK, ec.KNNTemperature)
 		case "attentive":
 			acc, err = eval.Attentive(ctx, t.env.Backend, ttr, tte, eval.AttentiveConfig{Heads: t.Model.ViT.Heads, Epochs: ec.AttEpochs, LR: ec.AttLR,
 				Batch: ec.AttBatch, Optimizer: ec.AttOptimizer, WD: ec.AttWD, Seed: t.Cfg.Train.Seed})
@@ -189,8 +189,8 @@ type metricValue struct {
 // linearReading fits a linear probe. Beside its top-1 it returns the evals rows that say how L-BFGS ended
 // (lbfgs_iterations; lbfgs_grad_norm, the gradient's infinity norm where it stopped; lbfgs_converged, 1
 // converged, 0 stopped at the iteration limit, -1 stopped by a failure) and the log's account of the fit.
-func linearReading(train, test eval.Features, ec *eval.Config) (float64, []metricValue, string, error) {
-	fit, err := eval.LinearProbe(train, test, ec.LinearL2, ec.LinearMaxIter)
+func linearReading(ctx context.Context, train, test eval.Features, ec *eval.Config) (float64, []metricValue, string, error) {
+	fit, err := eval.LinearProbeCtx(ctx, train, test, ec.LinearL2, ec.LinearMaxIter)
 	if err != nil {
 		return 0, nil, "", err
 	}
@@ -350,7 +350,7 @@ func (t *Trial) evaluate(ctx context.Context, trialID int64, step int, set *nn.P
 		key string
 		run func() error
 	}{
-		{rawKey, func() error { return t.rawReference(s, rawKey) }},
+		{rawKey, func() error { return t.rawReference(ctx, s, rawKey) }},
 		{randKey, func() error { return t.randomReference(ctx, s, set, randKey, alive) }},
 	}
 	// The unlocks are deferred inside each call: the runner turns a panic in a job into a failed trial and
@@ -399,7 +399,7 @@ func (t *Trial) teacherParams(set *nn.ParamSet, params []*tensors.Tensor) ([]*te
 }
 
 // rawReference computes the raw-pixel reference readings (linear, k-NN) its key lacks.
-func (t *Trial) rawReference(s *store.Store, rawKey string) error {
+func (t *Trial) rawReference(ctx context.Context, s *store.Store, rawKey string) error {
 	ec := t.Cfg.Eval
 	var todo []eval.Reading
 	for _, r := range ec.Readings() {
@@ -427,10 +427,10 @@ func (t *Trial) rawReference(s *store.Store, rawKey string) error {
 		var extra []metricValue
 		note := ""
 		if r.Protocol == "linear" {
-			acc, extra, note, err = linearReading(ftr, fte, ec)
+			acc, extra, note, err = linearReading(ctx, ftr, fte, ec)
 			note = " (" + note + ")"
 		} else {
-			acc, err = eval.KNN(ftr, fte, ec.KNNK, ec.KNNTemperature)
+			acc, err = eval.KNNCtx(ctx, ftr, fte, ec.KNNK, ec.KNNTemperature)
 		}
 		if err != nil {
 			return err
