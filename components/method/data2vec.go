@@ -18,15 +18,9 @@ import (
 
 // Data2VecConfig is [method] for name = "data2vec".
 type Data2VecConfig struct {
-	Name             string  `toml:"name"`
-	TopK             int     `toml:"top_k" doc:"the teacher's top blocks averaged into the target (0 = half of encoder.depth, rounded up: 6 of ViT-B's 12 as in the paper)"`
-	Momentum         float64 `toml:"momentum" doc:"the teacher's EMA momentum at the first step"`
-	MomentumEnd      float64 `toml:"momentum_end" doc:"its momentum at the last step"`
-	MomentumSchedule string  `toml:"momentum_schedule" allowed:"constant,linear,cosine" doc:"how the momentum goes from momentum to momentum_end"`
-}
-
-func (c *Data2VecConfig) sched() nn.Sched {
-	return nn.Sched{From: c.Momentum, To: c.MomentumEnd, Shape: c.MomentumSchedule}
+	Name string `toml:"name"`
+	TopK int    `toml:"top_k" doc:"the teacher's top blocks averaged into the target (0 = half of encoder.depth, rounded up: 6 of ViT-B's 12 as in the paper)"`
+	MomentumKeys
 }
 
 // Unused implements spec.Uses: no targets (the teacher is the target) and no regressor; neither enters
@@ -38,14 +32,14 @@ func (c *Data2VecConfig) Validate() error {
 	if c.TopK < 0 {
 		return fmt.Errorf("method.top_k = %d: must be >= 0 (0 = half of encoder.depth)", c.TopK)
 	}
-	return c.sched().Validate("method.momentum", 0, 1)
+	return c.MomentumKeys.Validate()
 }
 
 func init() {
 	Registry.Register(registry.Entry[Method]{
 		Name: "data2vec", Doc: "data2vec: mask tokens in the student, regress the average of the EMA teacher's top-K instance-normalised block outputs",
 		NewConfig: func() registry.Config {
-			return &Data2VecConfig{Name: "data2vec", TopK: 0, Momentum: 0.999, MomentumEnd: 0.9999, MomentumSchedule: "linear"}
+			return &Data2VecConfig{Name: "data2vec", TopK: 0, MomentumKeys: MomentumKeys{Momentum: 0.999, MomentumEnd: 0.9999, MomentumSchedule: "linear"}}
 		},
 		Build: func(c registry.Config) (Method, error) { return Data2Vec{cfg: *c.(*Data2VecConfig)}, nil },
 	})
@@ -90,7 +84,7 @@ func (d Data2Vec) Loss(m *Model, s nn.Scope, in Inputs) (*Node, []*Node) {
 	dec, _ := m.NeedLatentDecoder(true)
 	pred := dec.DecodeMasked(s.Sub("decoder"), nn.GatherTokens(z, AddScalar(in.Masked, 1)), nil, v.Heads, v.Dim)
 
-	_, blocks := m.Encoder.EncodeBlocks(s.EMA(d.TeacherPrefix(), "encoder", d.cfg.sched()), v, nn.ViTInput{Patches: patches})
+	_, blocks := m.Encoder.EncodeBlocks(s.EMA(d.TeacherPrefix(), "encoder", d.cfg.Sched()), v, nn.ViTInput{Patches: patches})
 	var target *Node
 	k := d.topK(m)
 	for _, b := range blocks[len(blocks)-k:] {

@@ -19,14 +19,8 @@ import (
 
 // IJEPAConfig is [method] for name = "ijepa".
 type IJEPAConfig struct {
-	Name             string  `toml:"name"`
-	Momentum         float64 `toml:"momentum" doc:"the target encoder's EMA momentum at the first step"`
-	MomentumEnd      float64 `toml:"momentum_end" doc:"its momentum at the last step"`
-	MomentumSchedule string  `toml:"momentum_schedule" allowed:"constant,linear,cosine" doc:"how the momentum goes from momentum to momentum_end"`
-}
-
-func (c *IJEPAConfig) sched() nn.Sched {
-	return nn.Sched{From: c.Momentum, To: c.MomentumEnd, Shape: c.MomentumSchedule}
+	Name string `toml:"name"`
+	MomentumKeys
 }
 
 // Unused implements spec.Uses: no targets (the teacher is the target) and no regressor; neither enters
@@ -34,13 +28,13 @@ func (c *IJEPAConfig) sched() nn.Sched {
 func (c *IJEPAConfig) Unused() []string { return []string{"targets", "regressor"} }
 
 // Validate checks the section.
-func (c *IJEPAConfig) Validate() error { return c.sched().Validate("method.momentum", 0, 1) }
+func (c *IJEPAConfig) Validate() error { return c.MomentumKeys.Validate() }
 
 func init() {
 	Registry.Register(registry.Entry[Method]{
 		Name: "ijepa", Doc: "I-JEPA: context encoder on the visible patches, predictor, EMA target encoder on the whole image, L2 on normalised target features",
 		NewConfig: func() registry.Config {
-			return &IJEPAConfig{Name: "ijepa", Momentum: 0.996, MomentumEnd: 1, MomentumSchedule: "linear"}
+			return &IJEPAConfig{Name: "ijepa", MomentumKeys: MomentumKeys{Momentum: 0.996, MomentumEnd: 1, MomentumSchedule: "linear"}}
 		},
 		Build: func(c registry.Config) (Method, error) { return IJEPA{cfg: *c.(*IJEPAConfig)}, nil },
 	})
@@ -75,7 +69,7 @@ func (j IJEPA) Loss(m *Model, s nn.Scope, in Inputs) (*Node, []*Node) {
 	z := m.Encoder.Encode(s.Sub("encoder"), v, nn.ViTInput{Patches: patches, Keep: in.Visible})
 	dec, _ := m.NeedFullDecoder() // Check made sure
 	pred := dec.DecodeFull(s.Sub("decoder"), z, in.Visible, in.MaskF, in.Masked, nn.PosTable(s, v.Grid(), v.Dim), v.Heads, v.Dim)
-	teacher := m.Encoder.Encode(s.EMA(j.TeacherPrefix(), "encoder", j.cfg.sched()), v, nn.ViTInput{Patches: patches})
+	teacher := m.Encoder.Encode(s.EMA(j.TeacherPrefix(), "encoder", j.cfg.Sched()), v, nn.ViTInput{Patches: patches})
 	h := StopGradient(nn.Normalize(nn.GatherTokens(teacher, AddScalar(in.Masked, 1)))) // +1: skip cls
 	loss := nn.MSE(pred, h)
 	return loss, []*Node{loss, batchStd(h)}

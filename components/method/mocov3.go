@@ -36,17 +36,11 @@ import (
 
 // MoCoV3Config is [method] for name = "mocov3".
 type MoCoV3Config struct {
-	Name             string  `toml:"name"`
-	Temperature      float64 `toml:"temperature" doc:"InfoNCE temperature tau (the loss is scaled by 2·tau)"`
-	MLPDim           int     `toml:"mlp_dim" doc:"hidden width of the projector and predictor MLPs (the paper: 4096)"`
-	ProjDim          int     `toml:"proj_dim" doc:"output width of the projector and predictor (the paper: 256)"`
-	Momentum         float64 `toml:"momentum" doc:"the momentum encoder's EMA momentum at the first step"`
-	MomentumEnd      float64 `toml:"momentum_end" doc:"its momentum at the last step"`
-	MomentumSchedule string  `toml:"momentum_schedule" allowed:"constant,linear,cosine" doc:"how the momentum goes from momentum to momentum_end"`
-}
-
-func (c *MoCoV3Config) sched() nn.Sched {
-	return nn.Sched{From: c.Momentum, To: c.MomentumEnd, Shape: c.MomentumSchedule}
+	Name        string  `toml:"name"`
+	Temperature float64 `toml:"temperature" doc:"InfoNCE temperature tau (the loss is scaled by 2·tau)"`
+	MLPDim      int     `toml:"mlp_dim" doc:"hidden width of the projector and predictor MLPs (the paper: 4096)"`
+	ProjDim     int     `toml:"proj_dim" doc:"output width of the projector and predictor (the paper: 256)"`
+	MomentumKeys
 }
 
 // Unused implements spec.Uses: MoCo v3 masks nothing, predicts no target and has no regressor or decoder;
@@ -65,14 +59,14 @@ func (c *MoCoV3Config) Validate() error {
 	case c.ProjDim < 1 || c.ProjDim > 1<<16:
 		return fmt.Errorf("method.proj_dim = %d: must be in 1..65536", c.ProjDim)
 	}
-	return c.sched().Validate("method.momentum", 0, 1)
+	return c.MomentumKeys.Validate()
 }
 
 func init() {
 	Registry.Register(registry.Entry[Method]{
 		Name: "mocov3", Doc: "MoCo v3: two augmented views, query encoder + projector + predictor against a momentum (EMA) key encoder + projector, symmetric InfoNCE on the cls token",
 		NewConfig: func() registry.Config {
-			return &MoCoV3Config{Name: "mocov3", Temperature: 0.2, MLPDim: 4096, ProjDim: 256, Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "cosine"}
+			return &MoCoV3Config{Name: "mocov3", Temperature: 0.2, MLPDim: 4096, ProjDim: 256, MomentumKeys: MomentumKeys{Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "cosine"}}
 		},
 		Build: func(c registry.Config) (Method, error) { return MoCoV3{cfg: *c.(*MoCoV3Config)}, nil },
 	})
@@ -112,7 +106,7 @@ func (MoCoV3) MetricNames(*Model) []string {
 func (mc MoCoV3) Loss(m *Model, s nn.Scope, in Inputs) (*Node, []*Node) {
 	v := m.ViT
 	tau := mc.cfg.Temperature
-	mom := mc.cfg.sched()
+	mom := mc.cfg.Sched()
 	query := func(view string, x *Node) *Node {
 		z := m.Encoder.Encode(s.Sub("encoder").Branch(view), v, nn.ViTInput{Patches: nn.Patchify(x, v.PatchSize)})
 		return mc.mlp(s.Sub("predictor").Branch(view), mc.mlp(s.Sub("projector").Branch(view), clsToken(z), 3), 2)

@@ -20,7 +20,7 @@ const mocoB = 8 // a contrastive batch: each query has 7 negatives
 func mocoModel(t *testing.T, dec string) *Model {
 	t.Helper()
 	m := model(t, "mocov3", dec, false)
-	cfg := MoCoV3Config{Name: "mocov3", Temperature: 0.2, MLPDim: 32, ProjDim: 16, Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "cosine"}
+	cfg := MoCoV3Config{Name: "mocov3", Temperature: 0.2, MLPDim: 32, ProjDim: 16, MomentumKeys: MomentumKeys{Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "cosine"}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestMoCoV3Check(t *testing.T) {
 	if err := m.Check(); err == nil || !strings.Contains(err.Error(), `method.name = "mocov3": regressor.name must be "none"`) {
 		t.Errorf("regressor: got %v", err)
 	}
-	good := MoCoV3Config{Temperature: 0.2, MLPDim: 32, ProjDim: 16, Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "cosine"}
+	good := MoCoV3Config{Temperature: 0.2, MLPDim: 32, ProjDim: 16, MomentumKeys: MomentumKeys{Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "cosine"}}
 	cases := []struct {
 		edit func(c *MoCoV3Config)
 		want string

@@ -127,9 +127,9 @@ func TestTeacherMethodsCheck(t *testing.T) {
 		cfg  interface{ Validate() error }
 		want string
 	}{
-		{&IJEPAConfig{Momentum: 1.2, MomentumEnd: 1, MomentumSchedule: "linear"}, "method.momentum = 1.2"},
-		{&IJEPAConfig{Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "step"}, "method.momentum_schedule = \"step\""},
-		{&Data2VecConfig{TopK: -1, Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "linear"}, "method.top_k = -1"},
+		{&IJEPAConfig{MomentumKeys: MomentumKeys{Momentum: 1.2, MomentumEnd: 1, MomentumSchedule: "linear"}}, "method.momentum = 1.2"},
+		{&IJEPAConfig{MomentumKeys: MomentumKeys{Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "step"}}, "method.momentum_schedule = \"step\""},
+		{&Data2VecConfig{TopK: -1, MomentumKeys: MomentumKeys{Momentum: 0.99, MomentumEnd: 1, MomentumSchedule: "linear"}}, "method.top_k = -1"},
 	} {
 		if err := bad.cfg.Validate(); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%+v: got %v, want %q", bad.cfg, err, bad.want)
