@@ -42,6 +42,7 @@ func Declare(backend compute.Backend, dtype dtypes.DType, training bool, dataSha
 	if err := ps.checkEMAs(); err != nil {
 		return nil, err
 	}
+	ps.trained = ps.trainedPositions()
 	return ps, nil
 }
 

@@ -319,6 +319,8 @@ type ParamSet struct {
 	EMAs   []EMASpec   // the EMA copies the model declared (Scope.EMA)
 	Scheds []SchedSpec // the training step's scheduled scalar inputs, EMA momenta included
 	index  map[string]int
+	// trained caches Trained (set by Declare; the set is not changed after it).
+	trained []int
 }
 
 // checkEMAs: every EMA parameter's source exists, is trained by gradients and has its shape.
@@ -372,8 +374,16 @@ func (ps *ParamSet) Alias(params []*tensors.Tensor, dst, src string) (out []*ten
 	return out, kept, nil
 }
 
-// Trained lists the positions of the parameters the optimiser updates.
+// Trained lists the positions of the parameters the optimiser updates (computed once by Declare: the
+// training step asks every step).
 func (ps *ParamSet) Trained() []int {
+	if ps.trained != nil {
+		return ps.trained
+	}
+	return ps.trainedPositions()
+}
+
+func (ps *ParamSet) trainedPositions() []int {
 	var out []int
 	for i, p := range ps.Params {
 		if p.Trained() {
