@@ -263,6 +263,16 @@ func TestEMAMisuseIsAnError(t *testing.T) {
 			return Add(MSE(z, ZerosLike(z)), MSE(t, ZerosLike(t))), nil
 		}, "shapes differ"},
 	}
+	cases = append(cases, struct {
+		name string
+		loss LossFn
+		want string
+	}{"an unknown schedule shape", emaLoss(c, Sched{From: 0.9, To: 1, Shape: "cubic"}), `_schedule = "cubic": allowed values are constant, linear, cosine`},
+		struct {
+			name string
+			loss LossFn
+			want string
+		}{"a momentum above 1", emaLoss(c, Constant(1.5)), "must be in [0, 1]"})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTrainer(be, dtypes.Float32, tc.loss, shp, DefaultAdamW(), 1)

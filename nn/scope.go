@@ -160,6 +160,9 @@ func (s Scope) EMA(name, of string, momentum Sched) Scope {
 		if !b.declaring {
 			panic(fmt.Errorf("nn: EMA %q was not declared by the dry build", name))
 		}
+		if err := momentum.Validate("momentum of EMA "+name, 0, 1); err != nil {
+			panic(fmt.Errorf("nn: %w", err)) // a method that forgot to validate its keys still cannot run an impossible momentum
+		}
 		b.emas = append(b.emas, e)
 		s.Scheduled(e.MomentumName(), momentum) // declared beside the copy; the Trainer feeds it per step
 	}
@@ -171,6 +174,9 @@ func (s Scope) EMA(name, of string, momentum Sched) Scope {
 func (s Scope) Scheduled(name string, sc Sched) *Node {
 	b := s.b
 	if b.declaring {
+		if err := sc.Validate("scheduled value "+name, math.Inf(-1), math.Inf(1)); err != nil {
+			panic(fmt.Errorf("nn: %w", err)) // an unknown shape would otherwise hold From silently
+		}
 		if i, dup := b.schedIndex[name]; dup {
 			if b.scheds[i].Sched != sc {
 				panic(fmt.Errorf("nn: scheduled value %q declared twice, as %v and %v", name, b.scheds[i].Sched, sc))
