@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 
+	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
 
@@ -52,7 +53,7 @@ func TestDisplayNamesAreShort(t *testing.T) {
 		for _, seed := range []int{1, 2} {
 			id++
 			ts = append(ts, store.Trial{ID: id, Name: fmt.Sprintf("quickstart[decoder.name=x,method.name=%s,train.seed=%d]", m, seed),
-				Point: fmt.Sprintf(`{"decoder.name":"x","method.name":%q,"train.seed":%d}`, m, seed)})
+				Base: "quickstart", Point: spec.Point{"decoder.name": "x", "method.name": m, spec.SeedKey: int64(seed)}})
 		}
 	}
 	e.NameTrials(ts)

@@ -61,7 +61,7 @@ seeds = [1, 2]
 			}
 			var got, hs []string
 			for _, tr := range ps[0].Trials {
-				got = append(got, tr.Display)
+				got = append(got, tr.Label)
 				hs = append(hs, tr.Hash)
 			}
 			hashes[c.name] = strings.Join(hs, ",")

@@ -24,7 +24,7 @@ import (
 // Planned is one spec file expanded into its trials.
 type Planned struct {
 	Raw    *spec.Raw
-	Trials []sweep.Trial
+	Trials []sweep.Expanded
 }
 
 // Plan loads, resolves and cross-checks every spec (overrides applied to each); nothing touches a
@@ -49,7 +49,7 @@ func Plan(files, overrides []string) ([]Planned, error) {
 		}
 		for _, t := range ts {
 			if err := CheckTrial(t.Resolved, avail); err != nil {
-				return nil, fmt.Errorf("%w (trial %s)", err, t.Label)
+				return nil, fmt.Errorf("%w (trial %s)", err, t.Name)
 			}
 		}
 		out = append(out, Planned{raw, ts})
@@ -93,24 +93,11 @@ func CheckStored(js string) (*spec.Resolved, error) {
 	return res, nil
 }
 
-// PointJSON is a trial's sweep point as stored (a JSON object of the swept keys and values).
-func PointJSON(t sweep.Trial) string {
-	p := t.Point
-	if p == nil {
-		p = map[string]any{}
-	}
-	b, err := json.Marshal(p)
-	if err != nil { // Resolve rejects non-finite numbers, the only values that fail
-		return "{}"
-	}
-	return string(b)
-}
-
 // NewTrials are the store rows of a planned spec.
 func (p Planned) NewTrials() []store.NewTrial {
 	var out []store.NewTrial
 	for _, t := range p.Trials {
-		out = append(out, store.NewTrial{Hash: t.Hash, Name: t.Label, Spec: t.Full(), Point: PointJSON(t), Label: t.Display})
+		out = append(out, store.NewTrial{Hash: t.Hash, Base: t.Base, Spec: t.Full(), Point: t.Point, Label: t.Label})
 	}
 	return out
 }
@@ -331,21 +318,6 @@ func Work(ctx context.Context, st *store.Store, o WorkOptions) (RunResult, error
 // gpuBackend says whether a backend name runs on a GPU (whose trials share one device).
 func gpuBackend(name string) bool { return name == "cuda" || name == "xla" }
 
-// configKey is a stored spec without its seed and execution keys: the configuration that seeds share.
-func configKey(js string) (map[string]any, string) {
-	tree, err := spec.FromJSON(js)
-	if err != nil {
-		return nil, js
-	}
-	if tr, ok := tree["train"].(map[string]any); ok {
-		delete(tr, "seed")
-		delete(tr, "backend")
-		delete(tr, "device")
-	}
-	b, _ := json.Marshal(tree)
-	return tree, string(b)
-}
-
 // changedKeys lists the dotted keys whose values differ between two spec trees.
 func changedKeys(a, b map[string]any) []string {
 	var out []string
@@ -388,26 +360,26 @@ func checkRevision(st *store.Store, p Planned, newRevision bool, log io.Writer) 
 		}
 		known := map[string][]store.Trial{}
 		for _, t := range old {
-			if t.Name == name || strings.HasPrefix(t.Name, name+"[") {
-				k := pointKey(t.Point)
+			if t.Base == name {
+				k := t.Point.Seedless().Key()
 				known[k] = append(known[k], t)
 			}
 		}
 		for _, t := range p.Trials {
-			prevs := known[pointKey(PointJSON(t))]
+			prevs := known[t.Point.Seedless().Key()]
 			if len(prevs) == 0 {
 				continue
 			}
-			ntree, nkey := configKey(t.Full())
+			nkey := t.ConfigKey()
 			same := false
 			for _, prev := range prevs {
-				if _, okey := configKey(prev.Spec); okey == nkey {
+				if okey := StoredConfig(prev.Spec).Key; okey == nkey {
 					same = true
 				}
 			}
 			if !same {
-				otree, _ := configKey(prevs[0].Spec)
-				return fmt.Sprintf("at %s: %s", configOfLabel(t.Label), strings.Join(changedKeys(otree, ntree), ", ")), nil
+				otree := StoredConfig(prevs[0].Spec).Tree
+				return fmt.Sprintf("at %s: %s", t.Point.Seedless().Name(t.Base), strings.Join(changedKeys(otree, t.ConfigTree()), ", ")), nil
 			}
 		}
 		return "", nil
@@ -438,33 +410,6 @@ func checkRevision(st *store.Store, p Planned, newRevision bool, log io.Writer) 
 		}
 	}
 	return p, fmt.Errorf("sweep %s: no free revision name", base)
-}
-
-// pointKey is a stored sweep point without its seed, as canonical JSON: the configuration's place in the
-// sweep, exact (labels round numbers).
-func pointKey(js string) string {
-	var p map[string]any
-	if err := json.Unmarshal([]byte(js), &p); err != nil || p == nil {
-		return "{}"
-	}
-	delete(p, "train.seed")
-	b, _ := json.Marshal(p)
-	return string(b)
-}
-
-// configOfLabel is a trial label without its seed: "spec[k=v,...]".
-func configOfLabel(label string) string {
-	name, rest, ok := strings.Cut(label, "[")
-	if !ok {
-		return label
-	}
-	var keep []string
-	for _, kv := range strings.Split(strings.TrimSuffix(rest, "]"), ",") {
-		if !strings.HasPrefix(kv, "train.seed=") {
-			keep = append(keep, kv)
-		}
-	}
-	return name + "[" + strings.Join(keep, ",") + "]"
 }
 
 // identityVersion names the current identity scheme (TOML-key space); with the registered keys and their

@@ -33,7 +33,7 @@ type TrainConfig struct {
 	Clip            float64 `toml:"clip"`
 	Beta1           float64 `toml:"beta1"`
 	Beta2           float64 `toml:"beta2"`
-	Seed            uint64  `toml:"seed"`
+	Seed            uint64  `toml:"seed" identity:"seed"` // spec.SeedKey: seeds of one configuration differ only here
 	CheckpointEvery int     `toml:"checkpoint_every"`
 	LogEvery        int     `toml:"log_every"`
 	Backend         string  `toml:"backend" exec:"true" allowed:"auto,ort,go,xla" doc:"what executes the graphs"` // execution only: not part of the trial's identity

@@ -1,13 +1,11 @@
 package experiment
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 
 	"mimlab/eval"
-	"mimlab/framework/labels"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
 )
@@ -168,42 +166,15 @@ func Printable(s string) string {
 
 // shortNames fills each trial's Short: its configuration's short name among the trials shown, and its seed.
 func shortNames(ts []TrialStatus) {
-	var lcs []labels.Config
-	seen := map[string]bool{}
-	key := func(t store.Trial) (string, labels.Config) {
-		var p map[string]any
-		if json.Unmarshal([]byte(t.Point), &p) != nil || p == nil {
-			p = store.PointFromName(t.Name)
-		}
-		pt := map[string]string{}
-		for k, v := range p {
-			if k != "train.seed" {
-				pt[k] = spec.ValueString(v)
-			}
-		}
-		name := t.Name
-		if i := strings.Index(name, "["); i >= 0 {
-			name = name[:i]
-		}
-		b, _ := json.Marshal(pt)
-		k := name + string(b)
-		return k, labels.Config{Key: k, Label: t.Label, Sweep: name, Point: pt}
-	}
-	for _, t := range ts {
-		if k, c := key(t.Trial); !seen[k] {
-			seen[k] = true
-			lcs = append(lcs, c)
-		}
-	}
-	short := labels.Short(lcs)
+	trials := make([]store.Trial, len(ts))
 	for i, t := range ts {
-		k, _ := key(t.Trial)
-		ts[i].Short = short[k]
-		var p map[string]any
-		if json.Unmarshal([]byte(t.Point), &p) == nil {
-			if sd, ok := p["train.seed"]; ok {
-				ts[i].Short += fmt.Sprintf(" seed=%v", sd)
-			}
+		trials[i] = t.Trial
+	}
+	short := ShortNames(trials, store.Trial.ConfigName)
+	for i, t := range ts {
+		ts[i].Short = short(t.Trial)
+		if sd, ok := t.Point.Seed(); ok {
+			ts[i].Short += " seed=" + spec.ValueString(sd)
 		}
 	}
 }

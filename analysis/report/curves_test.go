@@ -16,7 +16,7 @@ func TestCurvesDrawEveryMetricAMethodLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := st.AddSweep("s", "s.toml", []store.NewTrial{{Hash: "a1", Name: "s[x]", Spec: "{}", Point: "{}"}, {Hash: "b2", Name: "s[y]", Spec: "{}", Point: "{}"}}); err != nil {
+	if _, err := st.AddSweep("s", "s.toml", []store.NewTrial{{Hash: "a1", Name: "s[x]", Spec: "{}"}, {Hash: "b2", Name: "s[y]", Spec: "{}"}}); err != nil {
 		t.Fatal(err)
 	}
 	trials, err := st.Trials("s")

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"mimlab/experiment"
 	"mimlab/framework/labels"
 	"mimlab/framework/spec"
 	"mimlab/framework/store"
@@ -104,54 +105,9 @@ type trialInfo struct {
 	Evals  map[string]map[string]float64
 }
 
-// pointOf reads a trial's stored sweep point (a JSON object) as display strings.
-func pointOf(t store.Trial) map[string]string {
-	var p map[string]any
-	if err := json.Unmarshal([]byte(t.Point), &p); err != nil || p == nil {
-		p = store.PointFromName(t.Name) // a row the store could not fill
-	}
-	out := map[string]string{}
-	for k, v := range p {
-		out[k] = spec.ValueString(v)
-	}
-	return out
-}
-
-// configOf is a trial's label without its seed: trials of one configuration across seeds share it.
-func configOf(t store.Trial) string {
-	name := t.Name
-	if i := strings.Index(name, "["); i >= 0 {
-		name = name[:i]
-	}
-	var p map[string]any
-	if err := json.Unmarshal([]byte(t.Point), &p); err != nil || p == nil {
-		p = store.PointFromName(t.Name)
-	}
-	delete(p, "train.seed")
-	if len(p) == 0 {
-		return name
-	}
-	return name + "[" + spec.PointString(p) + "]"
-}
-
 // identityOf is a trial's configuration without its seed, from its stored spec: two trials pool as seeds
 // only when these are equal.
-func identityOf(t store.Trial) string {
-	tree, err := spec.FromJSON(t.Spec)
-	if err != nil {
-		return t.Spec
-	}
-	if tr, ok := tree["train"].(map[string]any); ok {
-		delete(tr, "seed")
-		delete(tr, "Seed")
-		delete(tr, "backend")
-		delete(tr, "device")
-		delete(tr, "Backend")
-		delete(tr, "Device")
-	}
-	b, _ := json.Marshal(tree)
-	return string(b)
-}
+func identityOf(t store.Trial) string { return experiment.StoredConfig(t.Spec).Key }
 
 // stats is mean, standard deviation (n-1) and count.
 type stats struct {
@@ -212,7 +168,7 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 			return nil, nil, nil, err
 		}
 		c := labeler(sweep)(t)
-		trials = append(trials, trialInfo{Trial: t, Config: c, Point: pointOf(t), Evals: ev})
+		trials = append(trials, trialInfo{Trial: t, Config: c, Point: t.Point.Strings(), Evals: ev})
 	}
 	// Never pool different configurations as seeds: a label shared by trials whose specs differ (a spec
 	// edited under the same name) gets each configuration's own suffix.
@@ -257,29 +213,9 @@ func load(st *store.Store, sweep string) ([]trialInfo, []string, map[string][]tr
 	return trials, configs, byConfig, nil
 }
 
-// labelConfig is what labels.Short needs of a configuration whose full name is key.
-func labelConfig(t store.Trial, key string) labels.Config {
-	p := pointOf(t)
-	delete(p, "train.seed")
-	name := t.Name
-	if i := strings.Index(name, "["); i >= 0 {
-		name = name[:i]
-	}
-	return labels.Config{Key: key, Label: t.Label, Sweep: name, Point: p}
-}
-
 // shortNames names every configuration of a sweep's trials (any state) as load does for the done ones.
 func shortNames(trials []store.Trial, full func(store.Trial) string) func(store.Trial) string {
-	var lcs []labels.Config
-	seen := map[string]bool{}
-	for _, t := range trials {
-		if k := full(t); !seen[k] {
-			seen[k] = true
-			lcs = append(lcs, labelConfig(t, k))
-		}
-	}
-	short := labels.Short(lcs)
-	return func(t store.Trial) string { return short[full(t)] }
+	return experiment.ShortNames(trials, full)
 }
 
 // shortened says whether a key table says more than its names (some name is not its full swept keys).
@@ -296,11 +232,11 @@ func shortened(t table) bool {
 func keyTable(configs []string, by map[string][]trialInfo) table {
 	tab := table{head: []string{"name", "swept keys (seed excluded)"}}
 	for _, c := range configs {
-		full := by[c][0].Full
-		if i := strings.Index(full, "["); i >= 0 {
-			full = strings.TrimSuffix(full[i+1:], "]")
+		keys := by[c][0].Trial.Point.Seedless().String()
+		if keys == "" {
+			keys = by[c][0].Full
 		}
-		tab.rows = append(tab.rows, []string{c, full})
+		tab.rows = append(tab.rows, []string{c, keys})
 	}
 	return tab
 }
@@ -312,13 +248,11 @@ var errNoFinished = errors.New("nothing to report yet")
 // sweep's name when the report is of one sweep.
 func labeler(sweep string) func(store.Trial) string {
 	return func(t store.Trial) string {
-		c := configOf(t)
-		if sweep != "" && !strings.Contains(sweep, ",") { // one sweep: its name adds nothing to the labels
-			if s, ok := strings.CutPrefix(c, sweep+"["); ok {
-				c = strings.TrimSuffix(s, "]")
-			}
+		p := t.Point.Seedless()
+		if sweep != "" && !strings.Contains(sweep, ",") && t.Base == sweep && len(p) > 0 {
+			return p.String() // one sweep: its name adds nothing to the labels
 		}
-		return c
+		return p.Name(t.Base)
 	}
 }
 
@@ -572,7 +506,7 @@ func curveSection(st *store.Store, configs []string, by map[string][]trialInfo, 
 func othersKey(t trialInfo, k string) string {
 	var keys []string
 	for kk := range t.Point {
-		if kk != k && kk != "train.seed" {
+		if kk != k && kk != spec.SeedKey {
 			keys = append(keys, kk)
 		}
 	}
@@ -607,7 +541,7 @@ func axisSection(trials []trialInfo, out string) *section {
 	keys := map[string]map[float64]bool{}
 	for _, t := range trials {
 		for k, v := range t.Point {
-			if k == "train.seed" {
+			if k == spec.SeedKey {
 				continue
 			}
 			if f, err := strconv.ParseFloat(v, 64); err == nil {
@@ -645,7 +579,7 @@ func axisSection(trials []trialInfo, out string) *section {
 				groups = append(groups, g)
 				p := map[string]string{}
 				for kk, v := range t.Point {
-					if kk != k && kk != "train.seed" {
+					if kk != k && kk != spec.SeedKey {
 						p[kk] = v
 					}
 				}

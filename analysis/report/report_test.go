@@ -74,11 +74,10 @@ func TestReportImagesAreValidPNGs(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := experiment.NewEnv(nntest.Go(t), "go", filepath.Join(dir, "runs"), io.Discard)
-	var nts []store.NewTrial
 	for _, tr := range trials {
 		env.AddSpec(tr.Hash, tr.Resolved)
-		nts = append(nts, store.NewTrial{Hash: tr.Hash, Name: tr.Label, Spec: tr.Full()})
 	}
+	nts := experiment.Planned{Raw: raw, Trials: trials}.NewTrials() // the rows sweep run registers
 	sid, err := st.AddSweep(raw.Name, sp, nts)
 	if err != nil {
 		t.Fatal(err)

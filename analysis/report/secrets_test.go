@@ -45,8 +45,7 @@ func TestReportHidesThePassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	tr := trials[0]
-	sid, err := st.AddSweep(raw.Name, sp, []store.NewTrial{{Hash: tr.Hash, Name: tr.Label, Spec: tr.Full()}})
+	sid, err := st.AddSweep(raw.Name, sp, experiment.Planned{Raw: raw, Trials: trials[:1]}.NewTrials())
 	if err != nil {
 		t.Fatal(err)
 	}

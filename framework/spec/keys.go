@@ -11,6 +11,8 @@ import (
 // A config struct's TOML keys are its fields' `toml` tags (embedded structs are flattened). Extra tags:
 //
 //	exec:"true"      an execution-only key (backend, device): stored with the trial, left out of its identity
+//	identity:"seed"  the seed (SeedKey): part of a trial's identity, left out of its configuration's (what
+//	                 the seeds of one configuration share)
 //	doc:"..."        one line for `sweep list` and the README tables
 //	allowed:"a,b"    the allowed values of an enumerated key, for `sweep list`
 
@@ -21,6 +23,7 @@ type KeyInfo struct {
 	Doc     string
 	Allowed string
 	Exec    bool
+	Seed    bool // tagged identity:"seed"
 }
 
 type field struct {
@@ -58,7 +61,7 @@ func fields(v reflect.Value) []field {
 func Keys(cfg any) []KeyInfo {
 	var out []KeyInfo
 	for _, f := range fields(reflect.ValueOf(cfg)) {
-		out = append(out, KeyInfo{Key: f.key, Default: plain(f.v), Doc: f.tag.Get("doc"), Allowed: f.tag.Get("allowed"), Exec: f.tag.Get("exec") == "true"})
+		out = append(out, KeyInfo{Key: f.key, Default: plain(f.v), Doc: f.tag.Get("doc"), Allowed: f.tag.Get("allowed"), Exec: f.tag.Get("exec") == "true", Seed: f.tag.Get("identity") == "seed"})
 	}
 	return out
 }
@@ -74,10 +77,16 @@ func fieldKeys(cfg any) []string {
 
 // Values is a config in TOML-key space: key -> plain value (int64, uint64, float64, bool, string, []any).
 // Execution-only keys are included only when exec is true.
-func Values(cfg any, exec bool) map[string]any {
+func Values(cfg any, exec bool) map[string]any { return values(cfg, exec, true) }
+
+// values is Values, the seed (identity:"seed") left out unless seed is true.
+func values(cfg any, exec, seed bool) map[string]any {
 	out := map[string]any{}
 	for _, f := range fields(reflect.ValueOf(cfg)) {
 		if !exec && f.tag.Get("exec") == "true" {
+			continue
+		}
+		if !seed && f.tag.Get("identity") == "seed" {
 			continue
 		}
 		out[f.key] = plain(f.v)

@@ -262,8 +262,8 @@ type Resolved struct {
 	Sections map[string]registry.Config
 	// Unused are the sections the trial does not read (Uses): resolved, but out of Tree, Canonical and Hash.
 	Unused map[string]bool
-	// Point is the sweep point that made this trial (dotted key -> value), for display.
-	Point map[string]any
+	// Point is the sweep point that made this trial (dotted key -> value).
+	Point Point
 	// Origin says where each "section.key" was set (file:line), for errors about several keys at once.
 	Origin map[string]string
 }
@@ -344,6 +344,9 @@ func (r *Raw) Resolve(tree map[string]any, point map[string]any, sections []Sect
 		cfg, err := s.New(impl)
 		if err != nil {
 			return nil, r.errAt(s.Name(), "name", err.Error())
+		}
+		if err := checkSeedTag(s.Name(), impl, cfg); err != nil {
+			return nil, err
 		}
 		sec, err = r.dropForeign(s, impl, cfg, sec, point)
 		if err != nil {
@@ -551,14 +554,41 @@ func cleanTypeErr(err error) string {
 
 // Tree is the resolved spec in TOML-key space: {"name": ..., section: {key: value}}, every key of the chosen
 // implementations with its value (defaults included); execution-only keys only when exec is true.
-func (res *Resolved) Tree(exec bool) map[string]any {
+func (res *Resolved) Tree(exec bool) map[string]any { return res.tree(exec, true) }
+
+func (res *Resolved) tree(exec, seed bool) map[string]any {
 	m := map[string]any{"name": res.Name}
 	for k, v := range res.Sections {
 		if !res.Unused[k] {
-			m[k] = Values(v, exec)
+			m[k] = values(v, exec, seed)
 		}
 	}
 	return m
+}
+
+// checkSeedTag refuses a config that tags a key other than SeedKey as the seed: reports and sweeps would pool
+// trials by one key and name them by another.
+func checkSeedTag(section, impl string, cfg any) error {
+	for _, k := range Keys(cfg) {
+		if k.Seed && section+"."+k.Key != SeedKey {
+			return fmt.Errorf("spec: %s implementation %q tags %s.%s identity:\"seed\"; only %s may be the seed", section, impl, section, k.Key, SeedKey)
+		}
+	}
+	return nil
+}
+
+// ConfigTree is Tree without execution-only keys and without the seed: what the seeds of one
+// configuration share.
+func (res *Resolved) ConfigTree() map[string]any { return res.tree(false, false) }
+
+// ConfigKey is ConfigTree as canonical JSON: two trials are seeds of one configuration exactly when their
+// ConfigKeys are equal.
+func (res *Resolved) ConfigKey() string {
+	b, err := json.Marshal(res.ConfigTree())
+	if err != nil { // only non-finite numbers fail, and Resolve rejects them
+		panic(fmt.Errorf("spec: configuration key: %w", err))
+	}
+	return string(b)
 }
 
 // Canonical is the trial's identity in TOML-key space: the resolved spec as JSON with sorted keys, only the

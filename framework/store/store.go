@@ -27,6 +27,8 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+
+	"mimlab/framework/spec"
 )
 
 // Trial states.
@@ -100,6 +102,26 @@ const Final = -1
 // afterMigration runs Go code that belongs to a migration, inside its transaction.
 var afterMigration = map[int]func(tx *Tx) error{2: fillPoints}
 
+// baseOfName is the base of a trial name "base[point]": spec names cannot hold '[' (spec.Printable), so the
+// first one ends the base. Only the store reads names apart, once, when it decodes a row.
+func baseOfName(name string) string {
+	if i := strings.Index(name, "["); i >= 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// decode fills the typed fields of a scanned row: its point (a JSON object; a row whose point is not one
+// falls back to its name, as rows from before migration 2 were written) and its base.
+func (t *Trial) decode(point string) {
+	p, err := spec.ParsePoint(point)
+	if err != nil {
+		p = pointFromName(t.Name)
+	}
+	t.Point = p
+	t.Base = baseOfName(t.Name)
+}
+
 // fillPoints parses "spec[key=value,...]" trial names of rows written before migration 2 into the point
 // column.
 func fillPoints(tx *Tx) error {
@@ -119,7 +141,7 @@ func fillPoints(tx *Tx) error {
 			rows.Close()
 			return err
 		}
-		b, err := json.Marshal(PointFromName(name))
+		b, err := json.Marshal(pointFromName(name))
 		if err != nil {
 			rows.Close()
 			return err
@@ -139,9 +161,9 @@ func fillPoints(tx *Tx) error {
 	return nil
 }
 
-// PointFromName parses the sweep point out of a trial name "spec[key=value,...]" (how names were written
+// pointFromName parses the sweep point out of a trial name "spec[key=value,...]" (how names were written
 // before the point was stored as data); numbers and booleans become numbers and booleans.
-func PointFromName(name string) map[string]any {
+func pointFromName(name string) map[string]any {
 	out := map[string]any{}
 	i := strings.Index(name, "[")
 	if i < 0 || !strings.HasSuffix(name, "]") {
@@ -424,7 +446,10 @@ type Trial struct {
 	Step     int
 	Error    string
 	SweepID  int64
-	Point    string // JSON object: the sweep point (swept key -> value)
+	// Point is the sweep point (swept key -> value), decoded once here; Base is the spec's name. The trial's
+	// name is Point.Name(Base); its configuration's (what its seeds share) is ConfigName.
+	Point spec.Point
+	Base  string
 	// LegacyHash is the identity the trial had before a re-identification ("" if none): its runs folder
 	// may still be under that name.
 	LegacyHash string
@@ -434,11 +459,40 @@ type Trial struct {
 	Lease *Owned
 }
 
-// NewTrial is a trial to register; Point is the sweep point as a JSON object.
+// NewTrial is a trial to register: its identity, base name and sweep point (its name is Point.Name(Base)),
+// its stored spec and its display label. A caller that gives only a Name "base[key=value,...]" (no Base)
+// has base and point read from it, as names were written before points were data.
 type NewTrial struct {
-	Hash, Name, Spec, Point string
-	Label                   string // [sweep] labels' name for its configuration ("" = none)
+	Hash, Base, Name, Spec string
+	Point                  spec.Point
+	Label                  string // [sweep] labels' name for its configuration ("" = none)
 }
+
+// typed is the row's point and name, refusing a Name that is not its base's and point's.
+func (t NewTrial) typed() (point spec.Point, name string, err error) {
+	if t.Base == "" {
+		point = t.Point
+		if point == nil {
+			point = pointFromName(t.Name)
+		}
+		return point, t.Name, nil
+	}
+	if err := spec.Printable("trial base name", t.Base); err != nil {
+		return nil, "", fmt.Errorf("trial %s: %w", t.Hash, err)
+	}
+	point = t.Point
+	if point == nil {
+		point = spec.Point{}
+	}
+	name = point.Name(t.Base)
+	if t.Name != "" && t.Name != name {
+		return nil, "", fmt.Errorf("trial %s: name %q is not the name of its base and point (%q)", t.Hash, t.Name, name)
+	}
+	return point, name, nil
+}
+
+// ConfigName is the name of the trial's configuration: its name without the seed, shared by its seeds.
+func (t Trial) ConfigName() string { return t.Point.Seedless().Name(t.Base) }
 
 // AddSweep registers a sweep and its trials (new trials pending; existing ones keep their state) in one
 // transaction, and returns the sweep id.
@@ -452,18 +506,14 @@ func (s *Store) AddSweep(name, specFile string, trials []NewTrial) (int64, error
 			return err
 		}
 		for _, t := range trials {
-			point := t.Point
-			if point == "" { // a caller that gives only the name "spec[key=value,...]"
-				b, err := json.Marshal(PointFromName(t.Name))
-				if err != nil {
-					return err
-				}
-				point = string(b)
+			point, tname, err := t.typed()
+			if err != nil {
+				return err
 			}
 			// an existing trial keeps everything but its display label (labels are not part of the identity)
 			if _, err := tx.Exec(`INSERT INTO trials (hash, sweep_id, name, spec, point, label, created_at) VALUES (?, ?, ?, ?, ?, NULLIF(?, ''), ?)
 				ON CONFLICT(hash) DO UPDATE SET label = excluded.label`,
-				t.Hash, id, t.Name, t.Spec, point, t.Label, now()); err != nil {
+				t.Hash, id, tname, t.Spec, point.Key(), t.Label, now()); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(`INSERT INTO sweep_trials (sweep_id, trial_id) SELECT ?, id FROM trials WHERE hash = ? ON CONFLICT DO NOTHING`, id, t.Hash); err != nil {
@@ -540,7 +590,10 @@ func (s *Store) Claim(ctx context.Context, sweepID int64, owner string, stale ti
 	cols := `id, hash, name, spec, state, attempts, step, COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, '')`
 	t := &Trial{}
 	scan := func(row *sql.Row) error {
-		return row.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID, &t.Point, &t.LegacyHash)
+		var point string
+		err := row.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.SweepID, &point, &t.LegacyHash)
+		t.decode(point)
+		return err
 	}
 	attempt := 0
 	err := s.retryCtx(ctx, "claim", func(ctx context.Context) error {
@@ -813,8 +866,10 @@ func (s *Store) SetBaseline(key, dataset, arch, protocol, metric string, value f
 func (s *Store) TrialByID(id int64) (*Trial, error) {
 	t := &Trial{}
 	var errText sql.NullString
+	var point string
 	err := s.Scan(`SELECT id, hash, name, spec, state, attempts, step, COALESCE(error, ''), COALESCE(sweep_id, 0), COALESCE(point, '{}'), COALESCE(legacy_hash, ''), COALESCE(label, '') FROM trials WHERE id = ?`, []any{id},
-		&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &t.Point, &t.LegacyHash, &t.Label)
+		&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &errText, &t.SweepID, &point, &t.LegacyHash, &t.Label)
+	t.decode(point)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("no trial %d in %s", id, s.Path)
 	}
@@ -838,9 +893,11 @@ func (s *Store) Trials(sweep string) ([]Trial, error) {
 	var out []Trial
 	for rows.Next() {
 		var t Trial
-		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID, &t.Point, &t.LegacyHash, &t.Label); err != nil {
+		var point string
+		if err := rows.Scan(&t.ID, &t.Hash, &t.Name, &t.Spec, &t.State, &t.Attempts, &t.Step, &t.Error, &t.SweepID, &point, &t.LegacyHash, &t.Label); err != nil {
 			return nil, err
 		}
+		t.decode(point)
 		out = append(out, t)
 	}
 	return out, rows.Err()

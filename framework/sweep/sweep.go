@@ -16,14 +16,16 @@ import (
 	"mimlab/framework/spec"
 )
 
-// Trial is one expanded, resolved trial.
-type Trial struct {
+// Expanded is one point of a sweep, resolved: a trial to be. Its Name is always Point.Name(spec name); the
+// store keeps the point and the base name, and everything else derives names and keys from them.
+type Expanded struct {
 	*spec.Resolved
-	Hash  string
-	Label string // the spec name and sweep point
-	// Display is the configuration's name from [sweep] labels ("" when the spec gives none: reports then
+	Hash string
+	Base string // the spec's name (the sweep's, NAME@N for a revision)
+	Name string // the trial's name: Base and its sweep point, "quickstart[method.name=cae,train.seed=1]"
+	// Label is the configuration's name from [sweep] labels ("" when the spec gives none: reports then
 	// build the shortest unambiguous name from the keys that differ).
-	Display string
+	Label string
 }
 
 // zipIndex is the hidden point key that carries a point's position in [sweep.zip] to its label.
@@ -35,12 +37,12 @@ type point map[string]any
 const MaxTrials = 100_000
 
 // Expand resolves every point of r's sweep. Trials whose resolved specs are equal are merged.
-func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
+func Expand(r *spec.Raw, sections []spec.Section) ([]Expanded, error) {
 	points, err := points(r)
 	if err != nil {
 		return nil, err
 	}
-	var out []Trial
+	var out []Expanded
 	seen := map[string]bool{}
 	for _, p := range points {
 		zi, hasZip := p[zipIndex].(int)
@@ -64,7 +66,7 @@ func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
 			}
 			return nil, err
 		}
-		res.Point = p
+		res.Point = spec.Point(p)
 		display, err := labelOf(r, res, zi, hasZip)
 		if err != nil {
 			return nil, err
@@ -74,11 +76,7 @@ func Expand(r *spec.Raw, sections []spec.Section) ([]Trial, error) {
 			continue
 		}
 		seen[h] = true
-		label := r.Name
-		if len(p) > 0 {
-			label += "[" + spec.PointString(p) + "]"
-		}
-		out = append(out, Trial{Resolved: res, Hash: h, Label: label, Display: display})
+		out = append(out, Expanded{Resolved: res, Hash: h, Base: r.Name, Name: res.Point.Name(r.Name), Label: display})
 	}
 	return out, nil
 }
@@ -264,7 +262,7 @@ func points(r *spec.Raw) ([]point, error) {
 			}
 			for _, p := range pts {
 				q := clone(p)
-				q["train.seed"] = v
+				q[spec.SeedKey] = v
 				next = append(next, q)
 			}
 		}
@@ -302,7 +300,7 @@ func oneAxisPerKey(r *spec.Raw, sw map[string]any) error {
 		}
 	}
 	if _, ok := sw["seeds"]; ok {
-		return add("[sweep] seeds", []string{"train.seed"})
+		return add("[sweep] seeds", []string{spec.SeedKey})
 	}
 	return nil
 }
@@ -400,10 +398,10 @@ func deepCopy(m map[string]any) map[string]any {
 }
 
 // Describe is a one-line summary of a trial list.
-func Describe(ts []Trial) string {
+func Describe(ts []Expanded) string {
 	var b strings.Builder
 	for _, t := range ts {
-		fmt.Fprintf(&b, "%s  %s\n", t.Hash, t.Label)
+		fmt.Fprintf(&b, "%s  %s\n", t.Hash, t.Name)
 	}
 	return b.String()
 }
